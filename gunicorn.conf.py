@@ -1,0 +1,42 @@
+"""gunicorn settings: threaded workers, per-worker resources, graceful shutdown.
+
+The app is built in each worker after the fork (``preload_app`` stays off), so the
+database pool, the WUZAPI client and the background threads all belong to one
+worker process; ``worker_exit`` stops and closes them.
+"""
+
+from stabilizer.config import ConfigError, load_settings
+
+try:
+    _settings = load_settings()
+except ConfigError as error:
+    raise SystemExit(f"stabilizer: {error}") from None
+
+bind = [part.strip() for part in _settings.bind.split(",")]
+worker_class = "gthread"
+workers = _settings.web_concurrency
+threads = _settings.gunicorn_threads
+preload_app = False
+timeout = 60
+graceful_timeout = 30
+keepalive = 5
+# Several instances may run on one host; a shared default control socket path would collide.
+control_socket_disable = True
+# Stabilizer writes its own access line per request; gunicorn's would duplicate it.
+accesslog = None
+errorlog = "-"
+loglevel = _settings.log_level
+logger_class = "stabilizer.logs.GunicornLogger"
+
+
+def worker_exit(server, worker):
+    """Stop the worker's background threads and close its pools before it exits."""
+    import sys
+
+    wsgi = sys.modules.get("wsgi")
+    app = getattr(wsgi, "app", None)
+    if app is not None:
+        app.extensions["stabilizer"].close()
+    from stabilizer import logs
+
+    logs.flush()

@@ -1,0 +1,440 @@
+"""Session-store databases: a psycopg pool for PostgreSQL, per-thread connections for SQLite.
+
+Both stores run every statement through ``_execute`` so the statement count is exact,
+and both translate every driver failure into :class:`StoreUnavailable`. Expiry times
+come from the database's clock (``now()`` in PostgreSQL, ``julianday('now')`` in
+SQLite), never from the Python process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import sqlite3
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+logger = logging.getLogger(__name__)
+
+SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+
+
+class StoreUnavailable(Exception):
+    """The session database could not be reached or did not answer in time."""
+
+
+@dataclass(frozen=True)
+class SessionRow:
+    """One live session row as read from the store."""
+
+    data: str
+    seconds_left: float
+    user_id: str | None
+
+
+@dataclass(frozen=True)
+class PruneResult:
+    deleted: int
+    batches: int
+    skipped: bool  # another pruner held the lock
+
+
+def lock_key(name: str) -> int:
+    """Return a signed 64-bit advisory-lock key derived from ``name``."""
+    digest = hashlib.sha256(name.encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def schema_files(backend: str) -> list[Path]:
+    return sorted((SQL_DIR / backend).glob("*.sql"))
+
+
+class Database:
+    """Base of the two stores. Thread-safe: each call takes its own connection.
+
+    ``statement_listeners`` are called with each SQL text before it runs; tests use
+    them to count the statements of a request.
+    """
+
+    backend = "abstract"
+
+    def __init__(self, table: str):
+        self.table = table
+        self.statement_listeners: list[Callable[[str], None]] = []
+
+    def _notify(self, sql: str) -> None:
+        for listener in self.statement_listeners:
+            listener(sql)
+
+    def _sql(self, template: str) -> str:
+        # The table name was validated as an identifier by the configuration.
+        return template.format(table=self.table)
+
+    def migrate(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def check_connections(self) -> None:
+        """Detect and replace dead idle connections (no-op where there is no pool)."""
+
+
+class PostgresDatabase(Database):
+    """PostgreSQL through a ``psycopg_pool.ConnectionPool`` created in the calling process.
+
+    Connections are in autocommit mode so a single read is one round trip; writes
+    that need several statements open an explicit transaction. A statement that fails
+    because its pooled connection had died (the server restarted) is run once more on
+    a fresh connection; every statement here is safe to repeat.
+    """
+
+    backend = "postgresql"
+
+    def __init__(self, url: str, table: str, *, min_size: int, max_size: int, timeout: float,
+                 statement_timeout_ms: int, via_pooler: bool):
+        super().__init__(table)
+        import psycopg
+        from psycopg_pool import ConnectionPool
+
+        self._psycopg = psycopg
+        self.via_pooler = via_pooler
+        self.timeout = timeout
+        kwargs: dict[str, Any] = {"autocommit": True, "connect_timeout": max(1, int(timeout))}
+        if via_pooler:
+            # Transaction-mode poolers cannot keep prepared statements or startup options.
+            kwargs["prepare_threshold"] = None
+        elif statement_timeout_ms:
+            kwargs["options"] = f"-c statement_timeout={statement_timeout_ms}"
+        self.statement_timeout_ms = statement_timeout_ms
+        self.pool = ConnectionPool(
+            url, min_size=min_size, max_size=max_size, timeout=timeout, kwargs=kwargs,
+            open=False, name="stabilizer-sessions", reconnect_timeout=0,
+        )
+        self.pool.open(wait=False)
+
+    def close(self) -> None:
+        self.pool.close(timeout=5)
+
+    def check_connections(self) -> None:
+        self.pool.check()
+
+    @contextmanager
+    def _connection(self) -> Iterator[Any]:
+        from psycopg_pool import PoolTimeout
+
+        try:
+            with self.pool.connection(timeout=self.timeout) as conn:
+                yield conn
+        except PoolTimeout as exc:
+            raise StoreUnavailable(f"no database connection within {self.timeout:g} s") from exc
+        except self._psycopg.OperationalError as exc:
+            raise StoreUnavailable(str(exc).strip() or exc.__class__.__name__) from exc
+
+    def _run(self, work: Callable[[Any], Any]) -> Any:
+        """Run ``work(conn)``; retry once when the pooled connection turned out to be dead."""
+        for attempt in (1, 2):
+            broken = False
+            try:
+                with self._connection() as conn:
+                    try:
+                        return work(conn)
+                    except self._psycopg.OperationalError:
+                        broken = conn.broken
+                        raise
+            except StoreUnavailable:
+                if attempt == 1 and broken:
+                    logger.info("session store connection was dead; retrying on a new one")
+                    continue
+                raise
+            except self._psycopg.Error as exc:
+                raise StoreUnavailable(str(exc).strip() or exc.__class__.__name__) from exc
+        raise AssertionError("unreachable")
+
+    def _execute(self, conn: Any, template: str, params: tuple = ()) -> Any:
+        sql = self._sql(template)
+        self._notify(sql)
+        return conn.execute(sql, params)
+
+    def migrate(self) -> None:
+        def work(conn: Any) -> None:
+            with conn.transaction():
+                # DDL from several workers at once can collide in the catalog; serialise it.
+                self._execute(conn, "SELECT pg_advisory_xact_lock(%s)", (lock_key("stabilizer.migrate"),))
+                for path in schema_files(self.backend):
+                    self._execute(conn, path.read_text())
+        self._run(work)
+
+    def ping(self) -> None:
+        self._run(lambda conn: self._execute(conn, "SELECT 1").fetchone())
+
+    # Sessions
+
+    def session_get(self, sid: str) -> SessionRow | None:
+        row = self._run(lambda conn: self._execute(
+            conn,
+            "SELECT sess::text, extract(epoch FROM expire - now())::float8, user_id"
+            " FROM {table} WHERE sid = %s AND expire > now()",
+            (sid,),
+        ).fetchone())
+        return SessionRow(row[0], row[1], row[2]) if row else None
+
+    def session_insert(self, sid: str, data: str, user_id: str | None, lifetime: int) -> None:
+        self._run(lambda conn: self._execute(
+            conn,
+            "INSERT INTO {table} (sid, sess, expire, created_at, user_id)"
+            " VALUES (%s, %s::json, now() + make_interval(secs => %s), now(), %s)",
+            (sid, data, lifetime, user_id),
+        ))
+
+    def session_update(self, sid: str, data: str, user_id: str | None, lifetime: int, absolute: int) -> bool:
+        cursor = self._run(lambda conn: self._execute(
+            conn,
+            "UPDATE {table} SET sess = %s::json, user_id = %s,"
+            " expire = least(now() + make_interval(secs => %s), created_at + make_interval(secs => %s))"
+            " WHERE sid = %s AND expire > now()",
+            (data, user_id, lifetime, absolute, sid),
+        ))
+        return cursor.rowcount > 0
+
+    def session_delete(self, sid: str) -> None:
+        self._run(lambda conn: self._execute(conn, "DELETE FROM {table} WHERE sid = %s", (sid,)))
+
+    def session_rotate(self, old_sid: str | None, sid: str, data: str, user_id: str | None, lifetime: int) -> None:
+        def work(conn: Any) -> None:
+            with conn.transaction():
+                if old_sid:
+                    self._execute(conn, "DELETE FROM {table} WHERE sid = %s", (old_sid,))
+                self._execute(
+                    conn,
+                    "INSERT INTO {table} (sid, sess, expire, created_at, user_id)"
+                    " VALUES (%s, %s::json, now() + make_interval(secs => %s), now(), %s)",
+                    (sid, data, lifetime, user_id),
+                )
+        self._run(work)
+
+    def prune(self, batch_size: int = 1000, max_batches: int = 1000) -> PruneResult:
+        """Delete expired rows in batches; each batch holds a cluster-wide transaction lock."""
+        key = lock_key(f"stabilizer.prune.{self.table}")
+        deleted = batches = 0
+        while batches < max_batches:
+            def batch(conn: Any) -> int | None:
+                with conn.transaction():
+                    locked = self._execute(conn, "SELECT pg_try_advisory_xact_lock(%s)", (key,)).fetchone()[0]
+                    if not locked:
+                        return None
+                    if self.statement_timeout_ms:
+                        self._execute(conn, f"SET LOCAL statement_timeout = {int(self.statement_timeout_ms)}")
+                    return self._execute(
+                        conn,
+                        "DELETE FROM {table} WHERE sid IN (SELECT sid FROM {table}"
+                        " WHERE expire <= now() LIMIT %s FOR UPDATE SKIP LOCKED)",
+                        (batch_size,),
+                    ).rowcount
+            count = self._run(batch)
+            if count is None:
+                return PruneResult(deleted, batches, skipped=batches == 0)
+            batches += 1
+            deleted += count
+            if count < batch_size:
+                break
+        return PruneResult(deleted, batches, skipped=False)
+
+    def stats(self) -> dict[str, Any]:
+        row = self._run(lambda conn: self._execute(
+            conn,
+            "SELECT count(*), count(*) FILTER (WHERE expire > now()),"
+            " count(DISTINCT user_id) FILTER (WHERE expire > now()),"
+            " min(created_at) FILTER (WHERE expire > now()),"
+            " pg_total_relation_size(%s::regclass)"
+            " FROM {table}",
+            (self.table,),
+        ).fetchone())
+        return {"rows": row[0], "live": row[1], "expired": row[0] - row[1], "users": row[2],
+                "oldest_login": row[3].isoformat() if row[3] else None, "bytes": row[4]}
+
+    def revoke_user(self, user_id: str) -> int:
+        return self._run(lambda conn: self._execute(
+            conn, "DELETE FROM {table} WHERE user_id = %s", (user_id,)).rowcount)
+
+    def revoke_all(self) -> int:
+        return self._run(lambda conn: self._execute(conn, "DELETE FROM {table}").rowcount)
+
+
+SQLITE_NOW = "((julianday('now') - 2440587.5) * 86400.0)"
+
+
+class SqliteDatabase(Database):
+    """SQLite in WAL mode with a busy timeout, one connection per thread.
+
+    Several gunicorn workers may share the file: WAL lets readers run beside the
+    single writer, and the busy timeout makes a writer wait instead of failing.
+    """
+
+    backend = "sqlite"
+
+    def __init__(self, path: Path, table: str, *, busy_timeout_ms: int):
+        super().__init__(table)
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.busy_timeout_ms = busy_timeout_ms or 5000
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            return conn
+        if self._closed:
+            raise StoreUnavailable("the session store is closed")
+        conn = sqlite3.connect(self.path, timeout=self.busy_timeout_ms / 1000,
+                               isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        self._local.conn = conn
+        with self._lock:
+            self._connections.append(conn)
+        return conn
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            connections, self._connections = self._connections, []
+        for conn in connections:
+            try:
+                conn.close()
+            except sqlite3.Error:
+                pass
+
+    def _run(self, work: Callable[[sqlite3.Connection], Any]) -> Any:
+        try:
+            return work(self._connect())
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(str(exc)) from exc
+
+    def _execute(self, conn: sqlite3.Connection, template: str, params: tuple = ()) -> sqlite3.Cursor:
+        sql = self._sql(template)
+        self._notify(sql)
+        return conn.execute(sql, params)
+
+    @contextmanager
+    def _transaction(self, conn: sqlite3.Connection) -> Iterator[None]:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def migrate(self) -> None:
+        def work(conn: sqlite3.Connection) -> None:
+            for path in schema_files(self.backend):
+                self._notify(path.name)
+                conn.executescript(self._sql(path.read_text()))
+        self._run(work)
+
+    def ping(self) -> None:
+        self._run(lambda conn: self._execute(conn, "SELECT 1").fetchone())
+
+    def session_get(self, sid: str) -> SessionRow | None:
+        row = self._run(lambda conn: self._execute(
+            conn,
+            f"SELECT sess, expire - {SQLITE_NOW}, user_id FROM {{table}} WHERE sid = ? AND expire > {SQLITE_NOW}",
+            (sid,),
+        ).fetchone())
+        return SessionRow(row[0], row[1], row[2]) if row else None
+
+    def session_insert(self, sid: str, data: str, user_id: str | None, lifetime: int) -> None:
+        self._run(lambda conn: self._execute(
+            conn,
+            f"INSERT INTO {{table}} (sid, sess, expire, created_at, user_id)"
+            f" VALUES (?, ?, {SQLITE_NOW} + ?, {SQLITE_NOW}, ?)",
+            (sid, data, lifetime, user_id),
+        ))
+
+    def session_update(self, sid: str, data: str, user_id: str | None, lifetime: int, absolute: int) -> bool:
+        cursor = self._run(lambda conn: self._execute(
+            conn,
+            f"UPDATE {{table}} SET sess = ?, user_id = ?, expire = min({SQLITE_NOW} + ?, created_at + ?)"
+            f" WHERE sid = ? AND expire > {SQLITE_NOW}",
+            (data, user_id, lifetime, absolute, sid),
+        ))
+        return cursor.rowcount > 0
+
+    def session_delete(self, sid: str) -> None:
+        self._run(lambda conn: self._execute(conn, "DELETE FROM {table} WHERE sid = ?", (sid,)))
+
+    def session_rotate(self, old_sid: str | None, sid: str, data: str, user_id: str | None, lifetime: int) -> None:
+        def work(conn: sqlite3.Connection) -> None:
+            with self._transaction(conn):
+                if old_sid:
+                    self._execute(conn, "DELETE FROM {table} WHERE sid = ?", (old_sid,))
+                self._execute(
+                    conn,
+                    f"INSERT INTO {{table}} (sid, sess, expire, created_at, user_id)"
+                    f" VALUES (?, ?, {SQLITE_NOW} + ?, {SQLITE_NOW}, ?)",
+                    (sid, data, lifetime, user_id),
+                )
+        self._run(work)
+
+    def prune(self, batch_size: int = 1000, max_batches: int = 1000) -> PruneResult:
+        """Delete expired rows in batches; SQLite's single writer lock serialises pruners."""
+        deleted = batches = 0
+        while batches < max_batches:
+            def batch(conn: sqlite3.Connection) -> int:
+                with self._transaction(conn):
+                    return self._execute(
+                        conn,
+                        f"DELETE FROM {{table}} WHERE sid IN (SELECT sid FROM {{table}}"
+                        f" WHERE expire <= {SQLITE_NOW} LIMIT ?)",
+                        (batch_size,),
+                    ).rowcount
+            count = self._run(batch)
+            batches += 1
+            deleted += count
+            if count < batch_size:
+                break
+        return PruneResult(deleted, batches, skipped=False)
+
+    def stats(self) -> dict[str, Any]:
+        row = self._run(lambda conn: self._execute(
+            conn,
+            f"SELECT count(*), sum(expire > {SQLITE_NOW}),"
+            f" count(DISTINCT CASE WHEN expire > {SQLITE_NOW} THEN user_id END),"
+            f" min(CASE WHEN expire > {SQLITE_NOW} THEN created_at END)"
+            " FROM {table}",
+        ).fetchone())
+        from datetime import datetime, timezone
+
+        oldest = datetime.fromtimestamp(row[3], timezone.utc).isoformat() if row[3] else None
+        size = self.path.stat().st_size if self.path.exists() else 0
+        live = row[1] or 0
+        return {"rows": row[0], "live": live, "expired": row[0] - live, "users": row[2],
+                "oldest_login": oldest, "bytes": size}
+
+    def revoke_user(self, user_id: str) -> int:
+        return self._run(lambda conn: self._execute(
+            conn, "DELETE FROM {table} WHERE user_id = ?", (user_id,)).rowcount)
+
+    def revoke_all(self) -> int:
+        return self._run(lambda conn: self._execute(conn, "DELETE FROM {table}").rowcount)
+
+
+def open_database(settings: Any) -> Database:
+    """Build the store the settings select: PostgreSQL when a URL is set, SQLite otherwise."""
+    if settings.database_url:
+        return PostgresDatabase(
+            settings.database_url, settings.session_table,
+            min_size=settings.db_pool_min, max_size=settings.db_pool_max,
+            timeout=settings.db_pool_timeout, statement_timeout_ms=settings.db_statement_timeout_ms,
+            via_pooler=settings.database_via_pooler,
+        )
+    return SqliteDatabase(settings.sqlite_path, settings.session_table,
+                          busy_timeout_ms=settings.db_statement_timeout_ms)

@@ -1,0 +1,128 @@
+"""Health endpoints for uptime monitors and orchestrators.
+
+``/health/live`` checks nothing but the process. ``/health/ready`` and ``/health``
+probe the session store in a helper thread and wait at most ``PROBE_WAIT`` seconds for
+it, so a hung database makes them answer "fail" quickly instead of hanging. Nothing
+here calls WUZAPI: the circuit state and call counters are read from memory.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from flask import Blueprint, Response, current_app, json
+
+from .. import __version__
+from ..logs import LogStats
+from .common import runtime
+
+logger = logging.getLogger(__name__)
+
+bp = Blueprint("health", __name__, url_prefix="/health")
+
+HEALTH_JSON = "application/health+json"
+PROBE_WAIT = 0.3  # seconds a health request waits for the store probe
+
+
+class StoreProbe:
+    """Run ``ping`` in a helper thread; at most one probe is in flight per process.
+
+    A probe that outlives the wait keeps running, and later requests wait on that same
+    probe rather than piling new threads onto a hung database.
+    """
+
+    def __init__(self, ping):
+        self._ping = ping
+        self._lock = threading.Lock()
+        self._done: threading.Event | None = None
+        self._result: tuple[bool, float, str | None] = (False, 0.0, "not probed yet")
+
+    def _run(self, done: threading.Event) -> None:
+        started = time.monotonic()
+        try:
+            self._ping()
+            result = (True, time.monotonic() - started, None)
+        except Exception as exc:  # noqa: BLE001 - any failure is reported as the store's status
+            result = (False, time.monotonic() - started, str(exc) or exc.__class__.__name__)
+        with self._lock:
+            self._result = result
+            self._done = None
+        done.set()
+
+    def check(self, wait: float = PROBE_WAIT) -> tuple[bool, float, str | None]:
+        """Return (ok, seconds, error) of a probe that finished within ``wait`` seconds."""
+        with self._lock:
+            done = self._done
+            if done is None:
+                done = self._done = threading.Event()
+                threading.Thread(target=self._run, args=(done,), name="health-probe", daemon=True).start()
+        if not done.wait(wait):
+            return False, wait, f"no answer within {int(wait * 1000)} ms"
+        with self._lock:
+            return self._result
+
+
+def _json(body: dict[str, Any], status: int) -> Response:
+    return Response(json.dumps(body), status=status, mimetype=HEALTH_JSON,
+                    headers={"Cache-Control": "no-store"})
+
+
+def store_check() -> dict[str, Any]:
+    ok, seconds, error = runtime().store_probe.check()
+    check: dict[str, Any] = {
+        "status": "pass" if ok else "fail",
+        "backend": runtime().database.backend,
+        "observedValue": round(seconds * 1000, 1),
+        "observedUnit": "ms",
+    }
+    if error:
+        check["output"] = error
+    return check
+
+
+def circuit_check() -> dict[str, Any]:
+    breaker = runtime().breaker
+    if breaker is None:
+        return {"status": "pass", "state": "disabled"}
+    snapshot = breaker.snapshot()
+    status = "pass" if snapshot["state"] == "closed" else "warn"
+    return {"status": status, "scope": "process", **snapshot}
+
+
+@bp.get("")
+def health() -> Response:
+    store = store_check()
+    circuit = circuit_check()
+    logs = LogStats.snapshot()
+    checks = {
+        "sessionStore": [store],
+        "wuzapi:circuit": [circuit],
+        "wuzapi:calls": [{"status": "pass", **runtime().metrics.snapshot()}],
+        "logs:dropped": [{"status": "pass", "observedValue": logs["dropped"], "observedUnit": "records",
+                          "deadStreams": logs["dead_streams"]}],
+    }
+    statuses = {check["status"] for entries in checks.values() for check in entries}
+    status = "fail" if "fail" in statuses else "warn" if "warn" in statuses else "pass"
+    body = {
+        "status": status,
+        "version": __version__,
+        "serviceId": "stabilizer",
+        "description": "Stabilizer, a gateway in front of WUZAPI",
+        "checks": checks,
+    }
+    return _json(body, 503 if status == "fail" else 200)
+
+
+@bp.get("/live")
+def live() -> Response:
+    return _json({"status": "pass"}, 200)
+
+
+@bp.get("/ready")
+def ready() -> Response:
+    store = store_check()
+    status = "pass" if store["status"] == "pass" else "fail"
+    return _json({"status": status, "checks": {"sessionStore": [store]}}, 200 if status == "pass" else 503)
