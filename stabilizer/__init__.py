@@ -43,8 +43,14 @@ class Runtime:
         self.database.close()
 
 
-def create_app(settings: Any = None, *, background: bool = False, instance_path: str | None = None) -> Flask:
-    """Build the app. ``background`` starts the pruner thread (wsgi.py does, CLI commands do not)."""
+def create_app(settings: Any = None, *, background: bool = False, instance_path: str | None = None,
+               configure_logging: bool = True) -> Flask:
+    """Build the app.
+
+    ``background`` starts the pruner thread (wsgi.py does, CLI commands do not).
+    ``configure_logging`` False leaves the process's logging alone (tests capture logs
+    themselves).
+    """
     from . import errors, i18n, logs
     from .config import load_settings
     from .db import open_database
@@ -60,7 +66,8 @@ def create_app(settings: Any = None, *, background: bool = False, instance_path:
     app.config.from_mapping(settings.to_flask())
 
     # logging first, so every later step can report problems
-    logs.configure(settings.log_level, settings.log_format)
+    if configure_logging:
+        logs.configure(settings.log_level, settings.log_format)
     logs.register_secret(settings.wuzapi_admin_token)
     logs.register_secret(settings.secret_key)
 

@@ -147,7 +147,9 @@ class PostgresDatabase(Database):
                         raise
             except StoreUnavailable:
                 if attempt == 1 and broken:
-                    logger.info("session store connection was dead; retrying on a new one")
+                    # The server dropped its connections (a restart): discard every dead idle one.
+                    logger.info("session store connection was dead; checking the pool and retrying once")
+                    self.pool.check()
                     continue
                 raise
             except self._psycopg.Error as exc:

@@ -289,10 +289,7 @@ def configure(level: str = "info", fmt: str = "json") -> NonBlockingHandler:
         if _handler is None:
             _handler = NonBlockingHandler(sys.stderr)  # type: ignore[arg-type]
             _handler.addFilter(RequestIdFilter())
-            root = logging.getLogger()
-            for existing in list(root.handlers):
-                root.removeHandler(existing)
-            root.addHandler(_handler)
+            logging.getLogger().addHandler(_handler)
             logging.raiseExceptions = False  # never print "--- Logging error ---" tracebacks
         _handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
         logging.getLogger().setLevel(level.upper())

@@ -1,0 +1,121 @@
+"""PostgreSQL going away and hanging, through a loopback TCP proxy in front of the real server."""
+
+from __future__ import annotations
+
+import time
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+
+from tests.conftest import USER_TOKEN
+from tests.tcp_proxy import TcpProxy
+
+
+@pytest.fixture
+def backend() -> str:
+    return "postgresql"
+
+
+@pytest.fixture
+def proxy(pg_url):
+    parts = urlsplit(pg_url)
+    server = TcpProxy((parts.hostname, parts.port or 5432)).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def proxied_app(make_app, proxy, pg_url):
+    parts = urlsplit(pg_url)
+    url = urlunsplit((parts.scheme, f"{parts.username}@127.0.0.1:{proxy.port}", parts.path, "", ""))
+    return make_app(DATABASE_URL=url, DB_POOL_TIMEOUT="1", DB_POOL_MIN="1")
+
+
+def _restart(proxy: TcpProxy) -> TcpProxy:
+    port = proxy.port
+    proxy.stop()
+    time.sleep(0.1)
+    fresh = TcpProxy(proxy.target, port=port).start()
+    proxy._listener = fresh._listener
+    proxy._thread = fresh._thread
+    proxy._sockets = fresh._sockets
+    return proxy
+
+
+def test_database_down_is_503_and_keeps_cookie(proxied_app, proxy):
+    client = proxied_app.test_client()
+    assert client.post("/api/auth/login", json={"token": USER_TOKEN, "role": "user"}).status_code == 200
+    cookie = client.get_cookie("wuzapi.sid").value
+
+    proxy.stop()
+    response = client.get("/api/auth/status")
+    assert response.status_code == 503
+    assert response.get_json()["code"] == "session_store_unavailable"
+    assert response.headers["Retry-After"]
+    assert "Set-Cookie" not in response.headers
+    assert client.get_cookie("wuzapi.sid").value == cookie
+
+    gateway = client.get("/api/wuzapi/session/status")
+    assert gateway.status_code == 503
+    assert "Set-Cookie" not in gateway.headers
+
+    _restart(proxy)
+    recovered = client.get("/api/auth/status")
+    assert recovered.status_code == 200
+    assert recovered.get_json()["authenticated"] is True
+    assert client.get_cookie("wuzapi.sid").value == cookie
+
+
+def test_dead_pooled_connection_is_replaced(proxied_app, proxy):
+    """The server dropping every connection (a restart) costs no failed request."""
+    client = proxied_app.test_client()
+    client.post("/api/auth/login", json={"token": USER_TOKEN, "role": "user"})
+    proxy.cut()
+    response = client.get("/api/auth/status")
+    assert response.status_code == 200
+    assert response.get_json()["authenticated"] is True
+
+
+def test_login_while_database_down_is_503(proxied_app, proxy):
+    client = proxied_app.test_client()
+    proxy.stop()
+    response = client.post("/api/auth/login", json={"token": USER_TOKEN, "role": "user"})
+    assert response.status_code == 503
+    assert response.get_json()["code"] == "session_store_unavailable"
+    assert "Set-Cookie" not in response.headers
+
+
+def test_health_fast_when_database_hangs(proxied_app, proxy):
+    client = proxied_app.test_client()
+    proxy.mode = "blackhole"
+    proxy.cut()
+    timings = []
+    for _ in range(5):
+        started = time.monotonic()
+        response = client.get("/health")
+        timings.append(time.monotonic() - started)
+        assert response.status_code == 503
+        check = response.get_json()["checks"]["sessionStore"][0]
+        assert check["status"] == "fail"
+    assert max(timings) < 0.5
+    ready = client.get("/health/ready")
+    assert ready.status_code == 503
+    assert client.get("/health/live").status_code == 200
+
+
+def test_health_ready_recovers(proxied_app, proxy):
+    client = proxied_app.test_client()
+    proxy.stop()
+    deadline = time.monotonic() + 5
+    while client.get("/health/ready").status_code != 503 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert client.get("/health/ready").status_code == 503
+    _restart(proxy)
+    deadline = time.monotonic() + 5
+    status = None
+    while time.monotonic() < deadline:
+        status = client.get("/health/ready").status_code
+        if status == 200:
+            break
+        time.sleep(0.1)
+    assert status == 200
