@@ -26,13 +26,16 @@ class ConfigError(ValueError):
     """An environment variable holds a value that cannot be used."""
 
     def __init__(self, name: str, value: str, expected: str):
-        shown = value if name not in SECRET_VARIABLES else "<hidden>"
+        if name in SECRET_VARIABLES:
+            shown = "<hidden>"
+        else:
+            shown = re.sub(r"(://[^/:@\s]*:)[^@/\s]*@", r"\1***@", value)  # URL passwords
         super().__init__(f"invalid {name}={shown!r}: expected {expected}")
         self.name = name
 
 
 SECRET_VARIABLES = {"SESSION_SECRET", "SECRET_KEY", "SESSION_SECRET_FALLBACKS",
-                    "SUPABASE_DB_PASSWORD", "WUZAPI_ADMIN_TOKEN", "DATABASE_URL"}
+                    "SUPABASE_DB_PASSWORD", "WUZAPI_ADMIN_TOKEN"}
 
 
 @dataclass(frozen=True)

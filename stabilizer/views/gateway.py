@@ -85,7 +85,8 @@ def upstream_credentials(path: str) -> dict[str, str]:
     return {"Token": token}
 
 
-@bp.route("/<path:subpath>", methods=["GET", "POST", "PUT", "DELETE"])
+# merge_slashes off: "//host" must reach validate_path and be rejected, not be redirected.
+@bp.route("/<path:subpath>", methods=["GET", "POST", "PUT", "DELETE"], merge_slashes=False)
 def forward(subpath: str) -> Response:
     path = validate_path(subpath)
     headers = upstream_credentials(path)
@@ -113,3 +114,14 @@ def forward(subpath: str) -> Response:
             response.headers[name] = value
     response.headers["X-Upstream-Attempts"] = str(answer.attempts)
     return response
+
+
+@bp.before_app_request
+def reject_network_path() -> None:
+    """Reject ``/api/wuzapi//host/...``, the scheme-relative form of an absolute URL.
+
+    The router never matches it (a path variable cannot start with a slash), so it is
+    caught before routing turns it into a 404.
+    """
+    if request.path.startswith(bp.url_prefix + "//"):
+        raise ApiError("invalid_path")
