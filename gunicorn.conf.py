@@ -5,7 +5,17 @@ database pool, the WUZAPI client and the background threads all belong to one
 worker process; ``worker_exit`` stops and closes them.
 """
 
+import os
+import tempfile
+from pathlib import Path
+
 from stabilizer.config import ConfigError, load_settings
+
+# prometheus_client's multiprocess mode: every worker writes its metrics to files in one
+# directory, and /metrics and /health read the sum. It must be set before any import of
+# prometheus_client, so it is set here, in the master, before the workers are forked.
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="stabilizer-metrics-")
 
 try:
     _settings = load_settings()
@@ -27,6 +37,19 @@ accesslog = None
 errorlog = "-"
 loglevel = _settings.log_level
 logger_class = "stabilizer.logs.GunicornLogger"
+
+
+def on_starting(server):
+    """Start from empty metrics: files left by an earlier run would be summed in."""
+    for leftover in Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).glob("*.db"):
+        leftover.unlink()
+
+
+def child_exit(server, worker):
+    """Drop the live gauges of a worker that exited; its counters stay in the sums."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
 
 
 def worker_exit(server, worker):

@@ -34,11 +34,15 @@ class Runtime:
         """Start this process's background threads (after gunicorn's fork, never before)."""
         if not self.background_started:
             self.pruner.start()
+            if hasattr(self.breaker, "start"):
+                self.breaker.start()
             self.background_started = True
 
     def close(self) -> None:
         """Stop background threads and close the WUZAPI client and the database pool."""
         self.pruner.stop()
+        if hasattr(self.breaker, "stop"):
+            self.breaker.stop()
         self.client.close()
         self.database.close()
 
@@ -57,6 +61,7 @@ def create_app(settings: Any = None, *, background: bool = False, instance_path:
     from .sessions import Pruner
     from .sessions import init_app as init_sessions
     from .views import auth, gateway, health
+    from .views import metrics as metrics_views
     from .views.health import StoreProbe
     from .wuzapi import build_client
 
@@ -85,7 +90,7 @@ def create_app(settings: Any = None, *, background: bool = False, instance_path:
     interface = init_sessions(app, database, settings)
 
     # WUZAPI client, breaker and metrics, one of each per process
-    client, breaker, metrics = build_client(settings)
+    client, breaker, metrics = build_client(settings, database)
 
     runtime = Runtime(
         settings=settings, database=database, session_interface=interface, secrets=interface.secrets,
@@ -102,6 +107,7 @@ def create_app(settings: Any = None, *, background: bool = False, instance_path:
     app.register_blueprint(auth.bp)      # public: login, logout, status
     app.register_blueprint(gateway.bp)   # session or pass-through Token/Authorization
     app.register_blueprint(health.bp)    # public, no secrets
+    app.register_blueprint(metrics_views.bp)  # public, counters only
 
     from .cli import register as register_cli
     register_cli(app)

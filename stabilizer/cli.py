@@ -87,6 +87,26 @@ def check() -> None:
     click.echo(f"WUZAPI at {runtime.settings.wuzapi_base_url} is up ({answer.attempts} attempt(s))")
 
 
+@wuzapi.command("circuit")
+@click.option("--reset", is_flag=True, help="Close the circuit for every worker and instance.")
+def circuit(reset: bool) -> None:
+    """Show the shared circuit state as JSON; --reset closes it."""
+    breaker = current_app.extensions["stabilizer"].breaker
+    if breaker is None:
+        _fail("the circuit breaker is disabled (WUZAPI_CIRCUIT_ENABLED=false)")
+    try:
+        if reset:
+            breaker.reset()
+            click.echo("circuit closed")
+        breaker.refresh()
+    except StoreUnavailable as exc:
+        _fail(f"could not reach the circuit state database: {exc}")
+    snapshot = breaker.snapshot()
+    if not snapshot.get("shared", True):
+        _fail(f"could not read the shared circuit state: {snapshot.get('note')}")
+    click.echo(json.dumps(snapshot, indent=2))
+
+
 def register(app: Flask) -> None:
     app.cli.add_command(sessions)
     app.cli.add_command(wuzapi)

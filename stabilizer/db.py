@@ -36,6 +36,34 @@ class SessionRow:
 
 
 @dataclass(frozen=True)
+class CircuitRow:
+    """The shared circuit as stored; ages are seconds measured by the database's clock."""
+
+    state: str
+    failures: int
+    successes: int
+    opened_at: str | None      # ISO 8601, UTC
+    open_for: float | None     # seconds since it opened
+    trial_owner: str | None
+    trial_left: float | None   # seconds until the half-open trial lease runs out
+
+
+@dataclass(frozen=True)
+class CircuitChange:
+    """New values for the circuit row; ``reopen`` stamps ``opened_at`` with the database's now."""
+
+    state: str
+    failures: int
+    successes: int
+    reopen: bool = False
+    trial_owner: str | None = None
+    trial_lease: float | None = None  # seconds from now, or None for no lease
+
+
+CircuitDecision = Callable[[CircuitRow], "tuple[CircuitChange | None, Any]"]
+
+
+@dataclass(frozen=True)
 class PruneResult:
     deleted: int
     batches: int
@@ -266,10 +294,130 @@ class PostgresDatabase(Database):
         return self._run(lambda conn: self._execute(conn, "DELETE FROM {table}").rowcount)
 
 
+    # Shared circuit state
+
+    _CIRCUIT_COLUMNS = ("state, failures, successes, opened_at, extract(epoch FROM now() - opened_at)::float8,"
+                        " trial_owner, extract(epoch FROM trial_until - now())::float8")
+
+    @staticmethod
+    def _circuit_row(row: Any) -> CircuitRow:
+        if row is None:
+            raise StoreUnavailable("the circuit row is missing; run `flask sessions init-db`")
+        opened = row[3].isoformat(timespec="milliseconds") if row[3] else None
+        return CircuitRow(row[0], row[1], row[2], opened, row[4], row[5], row[6])
+
+    def circuit_get(self, name: str) -> CircuitRow:
+        return self._circuit_row(self._run(lambda conn: self._execute(
+            conn, f"SELECT {self._CIRCUIT_COLUMNS} FROM {{table}}_circuit WHERE name = %s", (name,)).fetchone()))
+
+    def circuit_update(self, name: str, decide: CircuitDecision, worker: str) -> tuple[CircuitRow, CircuitRow, Any]:
+        """Lock the row, let ``decide`` choose the change, apply it and log a transition; one transaction.
+
+        ``decide`` may run twice when a dead connection forces a retry, so it must not have side effects.
+        """
+        def work(conn: Any) -> tuple[CircuitRow, CircuitRow, Any]:
+            with conn.transaction():
+                before = self._circuit_row(self._execute(
+                    conn, f"SELECT {self._CIRCUIT_COLUMNS} FROM {{table}}_circuit WHERE name = %s FOR UPDATE",
+                    (name,)).fetchone())
+                change, result = decide(before)
+                if change is None:
+                    return before, before, result
+                after = self._circuit_row(self._execute(
+                    conn,
+                    "UPDATE {table}_circuit SET state = %s, failures = %s, successes = %s,"
+                    " opened_at = CASE WHEN %s THEN now() ELSE opened_at END, trial_owner = %s,"
+                    " trial_until = CASE WHEN %s::float8 IS NULL THEN NULL"
+                    " ELSE now() + make_interval(secs => %s::float8) END, updated_at = now()"
+                    f" WHERE name = %s RETURNING {self._CIRCUIT_COLUMNS}",
+                    (change.state, change.failures, change.successes, change.reopen, change.trial_owner,
+                     change.trial_lease, change.trial_lease, name),
+                ).fetchone())
+                if after.state != before.state:
+                    self._execute(conn, "INSERT INTO {table}_circuit_events (name, from_state, to_state, worker)"
+                                        " VALUES (%s, %s, %s, %s)", (name, before.state, after.state, worker))
+                return before, after, result
+        return self._run(work)
+
+    def circuit_events(self, name: str, limit: int = 20) -> list[dict[str, Any]]:
+        rows = self._run(lambda conn: self._execute(
+            conn, "SELECT at, from_state, to_state, worker FROM {table}_circuit_events WHERE name = %s"
+                  " ORDER BY id DESC LIMIT %s", (name, limit)).fetchall())
+        return [{"at": at.isoformat(timespec="milliseconds"), "from": old, "to": new, "worker": worker}
+                for at, old, new, worker in rows]
+
+    def circuit_prune_events(self, name: str, keep: int = 1000) -> int:
+        return self._run(lambda conn: self._execute(
+            conn, "DELETE FROM {table}_circuit_events WHERE name = %s AND id <= "
+                  "(SELECT max(id) - %s FROM {table}_circuit_events WHERE name = %s)", (name, keep, name)).rowcount)
+
+
 SQLITE_NOW = "((julianday('now') - 2440587.5) * 86400.0)"
 
 
-class SqliteDatabase(Database):
+def _epoch_iso(value: float | None) -> str | None:
+    from datetime import datetime, timezone
+
+    if value is None:
+        return None
+    return datetime.fromtimestamp(value, timezone.utc).isoformat(timespec="milliseconds")
+
+
+class _SqliteCircuit:
+    """The shared-circuit statements in SQLite's dialect (mixed into SqliteDatabase)."""
+
+    _CIRCUIT_COLUMNS = (f"state, failures, successes, opened_at, {SQLITE_NOW} - opened_at,"
+                        f" trial_owner, trial_until - {SQLITE_NOW}")
+
+    @staticmethod
+    def _circuit_row(row: Any) -> CircuitRow:
+        if row is None:
+            raise StoreUnavailable("the circuit row is missing; run `flask sessions init-db`")
+        return CircuitRow(row[0], row[1], row[2], _epoch_iso(row[3]), row[4], row[5], row[6])
+
+    def circuit_get(self, name: str) -> CircuitRow:
+        return self._circuit_row(self._run(lambda conn: self._execute(
+            conn, f"SELECT {self._CIRCUIT_COLUMNS} FROM {{table}}_circuit WHERE name = ?", (name,)).fetchone()))
+
+    def circuit_update(self, name: str, decide: CircuitDecision, worker: str) -> tuple[CircuitRow, CircuitRow, Any]:
+        """Same contract as PostgresDatabase.circuit_update; BEGIN IMMEDIATE takes the write lock."""
+        def work(conn: sqlite3.Connection) -> tuple[CircuitRow, CircuitRow, Any]:
+            with self._transaction(conn):
+                before = self._circuit_row(self._execute(
+                    conn, f"SELECT {self._CIRCUIT_COLUMNS} FROM {{table}}_circuit WHERE name = ?", (name,)).fetchone())
+                change, result = decide(before)
+                if change is None:
+                    return before, before, result
+                self._execute(
+                    conn,
+                    "UPDATE {table}_circuit SET state = ?, failures = ?, successes = ?,"
+                    f" opened_at = CASE WHEN ? THEN {SQLITE_NOW} ELSE opened_at END, trial_owner = ?,"
+                    f" trial_until = CASE WHEN ? IS NULL THEN NULL ELSE {SQLITE_NOW} + ? END,"
+                    f" updated_at = {SQLITE_NOW} WHERE name = ?",
+                    (change.state, change.failures, change.successes, change.reopen, change.trial_owner,
+                     change.trial_lease, change.trial_lease, name),
+                )
+                after = self._circuit_row(self._execute(
+                    conn, f"SELECT {self._CIRCUIT_COLUMNS} FROM {{table}}_circuit WHERE name = ?", (name,)).fetchone())
+                if after.state != before.state:
+                    self._execute(conn, "INSERT INTO {table}_circuit_events (name, at, from_state, to_state, worker)"
+                                        f" VALUES (?, {SQLITE_NOW}, ?, ?, ?)", (name, before.state, after.state, worker))
+                return before, after, result
+        return self._run(work)
+
+    def circuit_events(self, name: str, limit: int = 20) -> list[dict[str, Any]]:
+        rows = self._run(lambda conn: self._execute(
+            conn, "SELECT at, from_state, to_state, worker FROM {table}_circuit_events WHERE name = ?"
+                  " ORDER BY id DESC LIMIT ?", (name, limit)).fetchall())
+        return [{"at": _epoch_iso(at), "from": old, "to": new, "worker": worker} for at, old, new, worker in rows]
+
+    def circuit_prune_events(self, name: str, keep: int = 1000) -> int:
+        return self._run(lambda conn: self._execute(
+            conn, "DELETE FROM {table}_circuit_events WHERE name = ? AND id <= "
+                  "(SELECT max(id) - ? FROM {table}_circuit_events WHERE name = ?)", (name, keep, name)).rowcount)
+
+
+class SqliteDatabase(_SqliteCircuit, Database):
     """SQLite in WAL mode with a busy timeout, one connection per thread.
 
     Several gunicorn workers may share the file: WAL lets readers run beside the

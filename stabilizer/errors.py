@@ -14,7 +14,7 @@ import threading
 from http import HTTPStatus
 from typing import Any
 
-from flask import Flask, Response, g, json, request
+from flask import Flask, Response, current_app, g, json, request
 from flask_babel import gettext
 from werkzeug.exceptions import HTTPException
 
@@ -107,7 +107,18 @@ def wants_html() -> bool:
     return best == "text/html"
 
 
+def html_error_page(status: int, code: str) -> Response | None:
+    """Return the page the web blueprint renders for a browser, or None for API clients."""
+    renderer = current_app.extensions.get("stabilizer.error_page")
+    if renderer is None or not wants_html():
+        return None
+    return renderer(status, code)
+
+
 def handle_api_error(error: ApiError) -> Response:
+    page = html_error_page(PROBLEMS[error.code][0], error.code)
+    if page is not None:
+        return page
     return problem(error.code, headers=error.headers, extra=error.extra, **error.params)
 
 
@@ -122,6 +133,9 @@ def handle_http_exception(error: HTTPException) -> Response:
     code = codes.get(error.code or 500)
     if code is None:
         return error.get_response()
+    page = html_error_page(error.code or 500, code)
+    if page is not None:
+        return page
     params = {"reason": error.description or ""} if code == "invalid_input" else {}
     response = problem(code, **params)
     if error.code == 405 and getattr(error, "valid_methods", None):
@@ -138,7 +152,7 @@ def handle_internal_error(error: Exception) -> Response:
         return problem(original.code)
     if isinstance(original, ApiError):
         return handle_api_error(original)
-    return problem("internal_error")
+    return html_error_page(500, "internal_error") or problem("internal_error")
 
 
 EXPECTED = (StoreUnavailable, SessionDataError, ApiError)

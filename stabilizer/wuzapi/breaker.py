@@ -75,6 +75,9 @@ class ConcurrentCircuitBreaker(pybreaker.CircuitBreaker):
                                  "at": datetime.now(timezone.utc).isoformat(timespec="milliseconds")})
         log = logger.warning if new_state == pybreaker.STATE_OPEN else logger.info
         log("WUZAPI circuit %s -> %s", old_state, new_state)
+        from .metrics import record_transition
+
+        record_transition(new_state)
 
     def admit(self) -> bool:
         """Admit one call or raise CircuitOpen; return True when the call is the half-open trial."""

@@ -21,7 +21,7 @@ import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 
 from . import routes
-from .breaker import ConcurrentCircuitBreaker
+from .budget import RetryBudget
 from .errors import CircuitOpen, DeadlineExceeded, Throttled, UpstreamFailure, WuzapiError
 from .metrics import CallMetrics
 
@@ -151,6 +151,25 @@ def classify_transport_error(exc: BaseException) -> UpstreamFailure:
     return UpstreamFailure("reset", f"connection to WUZAPI failed: {exc.__class__.__name__}", sent=True)
 
 
+def _already_connected_is_success(response: UpstreamResponse) -> UpstreamResponse:
+    """Turn WUZAPI's 500 "already connected" on a retried connect into the success it means.
+
+    The earlier attempt may have connected before its answer was lost; the retry then
+    finds the link up, which is what the caller asked for.
+    """
+    if response.status != 500:
+        return response
+    try:
+        payload = json.loads(response.body)
+    except ValueError:
+        return response
+    if not isinstance(payload, dict) or payload.get("error") != "already connected":
+        return response
+    body = json.dumps({"code": 200, "data": {"details": "already connected"}, "success": True},
+                      separators=(",", ":")).encode() + b"\n"
+    return UpstreamResponse(200, {**response.headers, "Content-Type": "application/json"}, body, response.attempts)
+
+
 class _StopBeforeDeadline(tenacity.stop.stop_base):
     """Stop when the upcoming wait would end at or past the call's deadline."""
 
@@ -177,15 +196,18 @@ class _WaitRetryAfter(tenacity.wait.wait_base):
 class WuzapiClient:
     """Calls WUZAPI for every worker thread of one process. Thread-safe.
 
-    ``breaker`` may be None (the circuit disabled): then only retries and timeouts apply.
+    ``breaker`` is a ConcurrentCircuitBreaker, a SharedCircuitBreaker, or None (the
+    circuit disabled: then only retries and timeouts apply). ``budget``, when given,
+    caps retries at a fraction of calls.
     """
 
-    def __init__(self, base_url: str, policy: RetryPolicy, *, breaker: ConcurrentCircuitBreaker | None,
-                 metrics: CallMetrics | None = None, pool_size: int = 10, sleep=time.sleep):
+    def __init__(self, base_url: str, policy: RetryPolicy, *, breaker: Any, metrics: CallMetrics | None = None,
+                 budget: RetryBudget | None = None, pool_size: int = 10, sleep=time.sleep):
         self.base_url = base_url.rstrip("/")
         self.policy = policy
         self.breaker = breaker
         self.metrics = metrics or CallMetrics()
+        self.budget = budget
         self._sleep = sleep
         self.session = requests.Session()
         self.session.trust_env = False  # only WUZAPI_BASE_URL is contacted, never an environment proxy
@@ -209,6 +231,8 @@ class WuzapiClient:
         deadline = max(self.policy.deadline, read_timeout + self.policy.connect_timeout) \
             if read_timeout > self.policy.read_timeout else self.policy.deadline
         started = time.monotonic()
+        if self.budget is not None:
+            self.budget.deposit()
         call = _Call(method, path, self.base_url + path, query, body, dict(headers or {}), read_timeout,
                      started + deadline, routes.safety(method, path, dict(query or {})))
 
@@ -236,11 +260,15 @@ class WuzapiClient:
             self._finish(call, started, self._failure_outcome(exc, call))
             raise
         response.attempts = call.attempts
+        if call.retries and call.method == "POST" and call.path == "/session/connect":
+            response = _already_connected_is_success(response)
         self._finish(call, started, "succeeded_after_retry" if call.retries else "succeeded")
         return response
 
     def _finish(self, call: _Call, started: float, outcome: str) -> None:
         self.metrics.call_finished(outcome, time.monotonic() - started)
+        if self.budget is not None:
+            self.metrics.budget(self.budget.remaining())
 
     @staticmethod
     def _failure_outcome(exc: WuzapiError, call: _Call) -> str:
@@ -250,10 +278,16 @@ class WuzapiClient:
 
     def _should_retry(self, exc: BaseException, call: _Call) -> bool:
         if isinstance(exc, Throttled):
-            return exc.retry_after is None or exc.retry_after <= self.policy.max_delay
-        if isinstance(exc, UpstreamFailure):
-            return call.safety.repeatable or not exc.sent
-        return False  # CircuitOpen, DeadlineExceeded, anything unexpected
+            allowed = exc.retry_after is None or exc.retry_after <= self.policy.max_delay
+        elif isinstance(exc, UpstreamFailure):
+            allowed = call.safety.repeatable or not exc.sent
+        else:
+            return False  # CircuitOpen, DeadlineExceeded, anything unexpected
+        if allowed and self.budget is not None and not self.budget.try_withdraw():
+            self.metrics.no_budget()
+            logger.warning("retry budget spent; not retrying WUZAPI %s %s", call.method, call.path)
+            return False
+        return allowed
 
     def _before_sleep(self, state: tenacity.RetryCallState, call: _Call) -> None:
         wait = state.upcoming_sleep
