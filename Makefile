@@ -33,7 +33,7 @@ extract-messages: $(STAMP) ## Extract translatable strings into messages.pot
 update-catalogs: extract-messages ## Merge new strings from messages.pot into each catalog
 	$(BIN)/pybabel update -i $(CATALOGS)/messages.pot -d $(CATALOGS) --no-fuzzy-matching
 
-run: venv translations ## Start gunicorn on $$BIND (SQLite unless DATABASE_URL is set)
+run: venv translations ## Start gunicorn on BIND, 127.0.0.1:8000 by default (SQLite unless DATABASE_URL is set)
 	@if [ -n "$$DATABASE_URL$$SUPABASE_URL" ]; then FLASK_APP=stabilizer $(BIN)/flask sessions init-db; fi
 	exec $(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
 
@@ -49,6 +49,9 @@ demo: venv translations ## Start a fake WUZAPI and the app together, and print a
 
 test: venv translations ## Run the test suite (PostgreSQL tests use 127.0.0.1:5432 when reachable)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: venv translations ## Measure the performance targets and rewrite docs/benchmarks.md
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 lint: venv ## Check the code with ruff
 	$(BIN)/python -m pip install --disable-pip-version-check -q ruff==0.17.5

@@ -12,6 +12,7 @@ import hashlib
 import logging
 import sqlite3
 import threading
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -246,11 +247,17 @@ class PostgresDatabase(Database):
                 )
         self._run(work)
 
-    def prune(self, batch_size: int = 1000, max_batches: int = 1000) -> PruneResult:
-        """Delete expired rows in batches; each batch holds a cluster-wide transaction lock."""
+    def prune(self, batch_size: int = 1000, max_batches: int = 1000, pause: float = 0.0) -> PruneResult:
+        """Delete expired rows in batches; each batch holds a cluster-wide transaction lock.
+
+        ``pause`` seconds pass between batches, outside any transaction, so a long prune
+        leaves room for the requests' own writes.
+        """
         key = lock_key(f"stabilizer.prune.{self.table}")
         deleted = batches = 0
         while batches < max_batches:
+            if batches and pause:
+                time.sleep(pause)
             def batch(conn: Any) -> int | None:
                 with conn.transaction():
                     locked = self._execute(conn, "SELECT pg_try_advisory_xact_lock(%s)", (key,)).fetchone()[0]
@@ -534,10 +541,12 @@ class SqliteDatabase(_SqliteCircuit, Database):
                 )
         self._run(work)
 
-    def prune(self, batch_size: int = 1000, max_batches: int = 1000) -> PruneResult:
+    def prune(self, batch_size: int = 1000, max_batches: int = 1000, pause: float = 0.0) -> PruneResult:
         """Delete expired rows in batches; SQLite's single writer lock serialises pruners."""
         deleted = batches = 0
         while batches < max_batches:
+            if batches and pause:
+                time.sleep(pause)
             def batch(conn: sqlite3.Connection) -> int:
                 with self._transaction(conn):
                     return self._execute(

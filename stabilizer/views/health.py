@@ -31,37 +31,51 @@ PROBE_WAIT = 0.3  # seconds a health request waits for the store probe
 class StoreProbe:
     """Run ``ping`` in a helper thread; at most one probe is in flight per process.
 
-    A probe that outlives the wait keeps running, and later requests wait on that same
-    probe rather than piling new threads onto a hung database.
+    A probe that outlives the wait keeps running. Later requests do not wait for it
+    again: once a probe has run longer than the wait, they report "fail" at once, so a
+    hung database costs one slow health answer, not one per request. A passing result
+    is reused for ``PASS_TTL`` seconds, so a burst of health checks costs one query.
     """
 
-    def __init__(self, ping):
+    PASS_TTL = 0.5
+
+    def __init__(self, ping, clock=time.monotonic):
         self._ping = ping
+        self._clock = clock
         self._lock = threading.Lock()
         self._done: threading.Event | None = None
+        self._started = 0.0
         self._result: tuple[bool, float, str | None] = (False, 0.0, "not probed yet")
+        self._finished = float("-inf")
 
     def _run(self, done: threading.Event) -> None:
-        started = time.monotonic()
+        started = self._clock()
         try:
             self._ping()
-            result = (True, time.monotonic() - started, None)
+            result = (True, self._clock() - started, None)
         except Exception as exc:  # noqa: BLE001 - any failure is reported as the store's status
-            result = (False, time.monotonic() - started, str(exc) or exc.__class__.__name__)
+            result = (False, self._clock() - started, str(exc) or exc.__class__.__name__)
         with self._lock:
             self._result = result
+            self._finished = self._clock()
             self._done = None
         done.set()
 
     def check(self, wait: float = PROBE_WAIT) -> tuple[bool, float, str | None]:
         """Return (ok, seconds, error) of a probe that finished within ``wait`` seconds."""
         with self._lock:
+            now = self._clock()
+            if self._result[0] and now - self._finished < self.PASS_TTL:
+                return self._result
             done = self._done
             if done is None:
                 done = self._done = threading.Event()
+                self._started = now
                 threading.Thread(target=self._run, args=(done,), name="health-probe", daemon=True).start()
-        if not done.wait(wait):
-            return False, wait, f"no answer within {int(wait * 1000)} ms"
+            remaining = wait - (now - self._started)
+        if remaining <= 0 or not done.wait(remaining):
+            running = self._clock() - self._started
+            return False, running, f"no answer for {int(running * 1000)} ms"
         with self._lock:
             return self._result
 
