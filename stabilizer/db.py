@@ -115,10 +115,11 @@ class Database:
 class PostgresDatabase(Database):
     """PostgreSQL through a ``psycopg_pool.ConnectionPool`` created in the calling process.
 
-    Connections are in autocommit mode so a single read is one round trip; writes
-    that need several statements open an explicit transaction. A statement that fails
-    because its pooled connection had died (the server restarted) is run once more on
-    a fresh connection; every statement here is safe to repeat.
+    Connections are in autocommit mode, so a single read is one round trip. Writes
+    that need several statements open an explicit transaction. When a pooled
+    connection turns out to be dead (the server restarted), the pool is checked and
+    the statement runs once more on a fresh connection. Every statement here is safe
+    to repeat.
     """
 
     backend = "postgresql"

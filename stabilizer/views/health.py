@@ -121,7 +121,11 @@ def health() -> Response:
                           "deadStreams": logs["dead_streams"]}],
     }
     statuses = {check["status"] for entries in checks.values() for check in entries}
-    status = "fail" if "fail" in statuses else "warn" if "warn" in statuses else "pass"
+    status = "pass"
+    if "fail" in statuses:
+        status = "fail"
+    elif "warn" in statuses:
+        status = "warn"
     body = {
         "status": status,
         "version": __version__,

@@ -12,8 +12,8 @@ class RetryBudget:
 
     Every call deposits ``ratio`` tokens; every retry withdraws one. ``min_per_second``
     tokens also accrue with time, so a quiet process can still retry a little. The
-    balance never exceeds ``burst``. With ``ratio`` 0.2, a failing WUZAPI sees at most
-    20 % extra calls from retries, plus the floor. Each gunicorn worker has its own
+    balance never exceeds ``burst``. With ``ratio`` 0.2, a failing WUZAPI receives at
+    most 20 % extra calls from retries, plus the floor. Each gunicorn worker has its own
     bucket, so an instance's cap is the same fraction of its calls, plus one floor per
     worker.
     """

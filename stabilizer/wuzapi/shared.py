@@ -1,8 +1,8 @@
 """A circuit breaker whose state lives in the session database, shared by every worker.
 
-pybreaker's storage interface (increment, then read, then set state) has no atomic
-compare-and-set, and its Redis storage reports "closed" when Redis fails, so the shared
-state machine is written here against the database instead: every change is one
+pybreaker 1.4.1's storage interface (increment, then read, then set state) has no
+atomic compare-and-set, and its Redis storage reports "closed" when Redis fails. So the
+shared state machine is written here against the database: every change is one
 transaction that locks the circuit row, decides, and updates it. The per-process
 :class:`ConcurrentCircuitBreaker` (a pybreaker subclass) takes over while the database
 is unreachable.
@@ -34,10 +34,10 @@ FIRST_READ_WAIT = 0.1  # seconds /health waits for the very first read of the sh
 class SharedCircuitBreaker:
     """Closed → open → half-open → closed, agreed on by every worker through one table row.
 
-    Stateful and thread-safe. Workers read the row through a cache refreshed every
-    ``refresh_interval`` seconds by a background thread (or inline, when the cache is
-    older than ``max_age`` and no thread runs), so once any worker opens the circuit all
-    workers fail fast within about a second. Rejections are decided from the cache
+    Stateful and thread-safe. Workers read the row through a cache that a background
+    thread refreshes every ``refresh_interval`` seconds. Without that thread (CLI,
+    tests), a cache older than ``max_age`` is refreshed inline. So once any worker opens
+    the circuit, all workers fail fast within about a second. Rejections are decided from the cache
     without a query; failures, trial calls and transitions each cost one transaction.
 
     Failures are counted across workers; a success resets the count only when this
