@@ -20,6 +20,8 @@ logger = logging.getLogger(__name__)
 SECRET_MIN_LENGTH = 32
 IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 SUPABASE_PROJECT_HOST = re.compile(r"^([a-z0-9]{20})\.supabase\.co$")
+# Tokens of `make demo` and the fake WUZAPI, which production must never accept.
+DEMO_TOKENS = {"demo-admin-token", "demo-user-token", "fake-admin-token"}
 
 
 class ConfigError(ValueError):
@@ -213,6 +215,9 @@ def load_settings(environ: dict[str, str] | None = None, instance_path: Path | s
         raise ConfigError("WUZAPI_BASE_URL", base_url, "an http:// or https:// URL such as http://localhost:8080")
 
     admin_token = read.raw("WUZAPI_ADMIN_TOKEN")
+    if production and admin_token in DEMO_TOKENS:
+        raise ConfigError("WUZAPI_ADMIN_TOKEN", admin_token,
+                          "the admin token of your WUZAPI server, not a demo value, when STABILIZER_ENV=production")
     connect_timeout = read.integer("WUZAPI_CONNECT_TIMEOUT", 3000, minimum=1)
     read_timeout = read.integer("WUZAPI_TIMEOUT", 10000, minimum=1)
     deadline = read.integer("WUZAPI_DEADLINE", 20000, minimum=1)

@@ -77,6 +77,15 @@ def test_production_requires_secret(tmp_path):
     assert not (tmp_path / "instance" / "secret_key").exists()
 
 
+def test_production_refuses_demo_admin_token(tmp_path):
+    with pytest.raises(ConfigError) as excinfo:
+        _load(tmp_path, STABILIZER_ENV="production", SESSION_SECRET="p" * 40, WUZAPI_ADMIN_TOKEN="demo-admin-token")
+    assert "WUZAPI_ADMIN_TOKEN" in str(excinfo.value)
+    assert "demo-admin-token" not in str(excinfo.value)  # secrets are never echoed
+    settings = _load(tmp_path, STABILIZER_ENV="development", WUZAPI_ADMIN_TOKEN="demo-admin-token")
+    assert settings.wuzapi_admin_token == "demo-admin-token"
+
+
 def test_short_secret_rejected_and_hidden(tmp_path):
     with pytest.raises(ConfigError) as excinfo:
         _load(tmp_path, SESSION_SECRET="short-secret")
