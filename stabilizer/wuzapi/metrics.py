@@ -10,6 +10,7 @@ every worker of the instance, and :func:`instance_snapshot` reads those sums for
 
 from __future__ import annotations
 
+import glob
 import os
 import threading
 from bisect import bisect_left
@@ -108,12 +109,30 @@ class CallMetrics:
             }
 
 
+class _SettledFilesCollector(multiprocess.MultiProcessCollector):
+    """Sum the workers' metric files, skipping one that a starting worker has created but not sized.
+
+    prometheus_client 0.26 raises ``struct.error`` on such an empty file, which would turn
+    /health and /metrics into 500s while gunicorn replaces a worker.
+    """
+
+    def collect(self):
+        files = []
+        for path in glob.glob(os.path.join(self._path, "*.db")):
+            try:
+                if os.path.getsize(path) >= 8:
+                    files.append(path)
+            except OSError:  # removed by child_exit meanwhile
+                pass
+        return self.merge(files, accumulate=True)
+
+
 def instance_registry() -> CollectorRegistry | None:
     """Return a registry that sums every worker's metrics, or None outside multiprocess mode."""
     if not multiprocess_mode():
         return None
     registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry)
+    _SettledFilesCollector(registry)
     return registry
 
 

@@ -37,13 +37,16 @@ class SharedCircuitBreaker:
     Stateful and thread-safe. Workers read the row through a cache that a background
     thread refreshes every ``refresh_interval`` seconds. Without that thread (CLI,
     tests), a cache older than ``max_age`` is refreshed inline. So once any worker opens
-    the circuit, all workers fail fast within about a second. Rejections are decided from the cache
-    without a query; failures, trial calls and transitions each cost one transaction.
+    the circuit, all workers fail fast within about a second. Calls admitted while the
+    circuit is closed cost no query; opening, trial calls and transitions each cost one
+    transaction.
 
-    Failures are counted across workers; a success resets the count only when this
-    worker's cache shows failures, so under mixed traffic the count is approximately,
-    not strictly, consecutive. Exactly one trial call at a time holds the half-open
-    lease; the lease expires after ``lease`` seconds if its holder dies.
+    Each worker counts its own consecutive failures, and the worker that reaches
+    ``fail_max`` opens the circuit for everyone. A cluster-wide count would need a
+    database write on every success to stay consecutive; without it, a success seen by a
+    worker with a stale cache would leave other workers' failures counted, and scattered
+    transient faults would open the circuit. Exactly one trial call at a time holds the
+    half-open lease; the lease expires after ``lease`` seconds if its holder dies.
 
     What counts: an :class:`UpstreamFailure` is a failure; a returned answer (any 4xx,
     an enveloped 500) is a success; any other exception (429, a bug) changes nothing.
@@ -69,6 +72,7 @@ class SharedCircuitBreaker:
         self._events: list[dict[str, Any]] = []
         self._refreshes = 0
         self._pending_refresh: threading.Event | None = None
+        self._consecutive_failures = 0  # this worker's, reset by any success
         self.fallback_active = False
         self.fallback_reason: str | None = None
         self._stop = threading.Event()
@@ -233,26 +237,27 @@ class SharedCircuitBreaker:
             elif failed:
                 self._record_failure()
             elif not neutral:
-                row, _ = self._cached()
-                if row is not None and row.state == CLOSED and row.failures:
-                    self._update(lambda current: (
-                        CircuitChange(CLOSED, 0, 0) if current.state == CLOSED and current.failures else None, None))
+                with self._lock:
+                    self._consecutive_failures = 0
         except StoreUnavailable as exc:
             self._lost_database(exc)
             self.fallback.record(False, exception)
 
     def _record_failure(self) -> None:
-        fail_max = self.fail_max
+        with self._lock:
+            self._consecutive_failures += 1
+            failures = self._consecutive_failures
+        if failures < self.fail_max:
+            return
 
         def decide(current: CircuitRow) -> tuple[CircuitChange | None, None]:
             if current.state != CLOSED:
-                return None, None  # a late failure of a call admitted before the circuit opened
-            failures = current.failures + 1
-            if failures >= fail_max:
-                return CircuitChange(OPEN, failures, 0, reopen=True), None
-            return CircuitChange(CLOSED, failures, 0), None
+                return None, None  # already opened, by this worker or another
+            return CircuitChange(OPEN, failures, 0, reopen=True), None
 
         self._update(decide)
+        with self._lock:
+            self._consecutive_failures = 0
 
     def _record_trial(self, owner: str, failed: bool, neutral: bool) -> None:
         threshold = self.success_threshold
@@ -287,6 +292,8 @@ class SharedCircuitBreaker:
     def reset(self) -> None:
         """Close the circuit for every worker and clear its counters."""
         self._update(lambda current: (CircuitChange(CLOSED, 0, 0), None))
+        with self._lock:
+            self._consecutive_failures = 0
         self.fallback.reset()
 
     def seconds_until_trial(self) -> float | None:
@@ -315,7 +322,8 @@ class SharedCircuitBreaker:
             events = list(self._events)
         return {
             "state": row.state,
-            "failures": row.failures,
+            "failures": row.failures if row.state != CLOSED else self._consecutive_failures,
+            "failures_scope": "at opening" if row.state != CLOSED else "this worker",
             "failure_threshold": self.fail_max,
             "successes": row.successes,
             "success_threshold": self.success_threshold,
