@@ -6,6 +6,7 @@ worker process; ``worker_exit`` stops and closes them.
 """
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -14,8 +15,11 @@ from stabilizer.config import ConfigError, load_settings
 # prometheus_client's multiprocess mode: every worker writes its metrics to files in one
 # directory, and /metrics and /health read the sum. It must be set before any import of
 # prometheus_client, so it is set here, in the master, before the workers are forked.
+# A directory created here is removed when gunicorn exits; the marker survives SIGHUP
+# reloads, which run this file again.
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="stabilizer-metrics-")
+    os.environ["STABILIZER_OWNS_METRICS_DIR"] = "1"
 
 try:
     _settings = load_settings()
@@ -45,6 +49,12 @@ def on_starting(server):
         leftover.unlink()
 
 
+def on_exit(server):
+    """Remove the metrics directory this file created."""
+    if os.environ.get("STABILIZER_OWNS_METRICS_DIR") == "1":
+        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
+
+
 def child_exit(server, worker):
     """Drop the live gauges of a worker that exited; its counters stay in the sums."""
     from prometheus_client import multiprocess
@@ -53,13 +63,17 @@ def child_exit(server, worker):
 
 
 def worker_exit(server, worker):
-    """Stop the worker's background threads and close its pools before it exits."""
+    """Stop the worker's background threads and close its pools, then write its queued log lines.
+
+    The log flush waits at most a few seconds, less when the reader of stderr has stalled.
+    """
     import sys
+
+    from stabilizer import logs
 
     wsgi = sys.modules.get("wsgi")
     app = getattr(wsgi, "app", None)
     if app is not None:
         app.extensions["stabilizer"].close()
-    from stabilizer import logs
-
+        server.log.info("worker %s stopped its background threads and closed its pools", worker.pid)
     logs.flush()

@@ -124,6 +124,10 @@ def handle_api_error(error: ApiError) -> Response:
 
 def handle_store_unavailable(error: StoreUnavailable) -> Response:
     logger.warning("session store unavailable: %s", error)
+    page = html_error_page(503, "session_store_unavailable")
+    if page is not None:
+        page.headers["Retry-After"] = "5"
+        return page
     return problem("session_store_unavailable", headers={"Retry-After": "5"})
 
 
@@ -175,6 +179,7 @@ _hooks_lock = threading.Lock()
 
 def _log_uncaught(exc_type: type[BaseException], exc: BaseException, tb: Any) -> None:
     if issubclass(exc_type, KeyboardInterrupt):
+        sys.__excepthook__(exc_type, exc, tb)  # Ctrl-C at a terminal: Python's usual short report
         return
     logger.critical("uncaught exception", exc_info=(exc_type, exc, tb))
 
@@ -187,14 +192,30 @@ def _log_thread_exception(args: threading.ExceptHookArgs) -> None:
                  exc_info=(args.exc_type, args.exc_value, args.exc_traceback))
 
 
+def _log_unraisable(unraisable: Any) -> None:
+    """Log what Python would print as "Exception ignored in: ..." (a failing __del__ or close)."""
+    exc_info = None
+    if unraisable.exc_value is not None:
+        exc_info = (unraisable.exc_type, unraisable.exc_value, unraisable.exc_traceback)
+    logger.error("%s: %r", unraisable.err_msg or "Exception ignored in", unraisable.object, exc_info=exc_info)
+
+
 def install_process_hooks() -> None:
-    """Install sys.excepthook and threading.excepthook once per process."""
+    """Install sys.excepthook, threading.excepthook and sys.unraisablehook once per process.
+
+    Each replaces only Python's default hook: one that a test runner or a debugger put
+    in place (pytest installs its own thread and unraisable hooks) is left to it.
+    """
     global _hooks_installed
     with _hooks_lock:
         if _hooks_installed:
             return
-        sys.excepthook = _log_uncaught
-        threading.excepthook = _log_thread_exception
+        if sys.excepthook is sys.__excepthook__:
+            sys.excepthook = _log_uncaught
+        if threading.excepthook is threading.__excepthook__:
+            threading.excepthook = _log_thread_exception
+        if sys.unraisablehook is sys.__unraisablehook__:
+            sys.unraisablehook = _log_unraisable
         _hooks_installed = True
 
 

@@ -118,6 +118,7 @@ def health() -> Response:
         "wuzapi:circuit": [circuit],
         "wuzapi:calls": [{"status": "pass", **instance_snapshot(runtime().metrics)}],
         "logs:dropped": [{"status": "pass", "observedValue": logs["dropped"], "observedUnit": "records",
+                          "scope": "process", "pid": logs["pid"], "suppressed": logs["suppressed"],
                           "deadStreams": logs["dead_streams"]}],
     }
     statuses = {check["status"] for entries in checks.values() for check in entries}
