@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, g, request
+from flask import Flask
 
 __version__ = "0.1.0"
 
@@ -56,25 +55,37 @@ def create_app(settings: Any = None, *, background: bool = False, instance_path:
     themselves).
     """
     from . import errors, i18n, logs
-    from .config import load_settings
+    from .config import ConfigError, load_settings
     from .db import open_database
     from .sessions import Pruner
     from .sessions import init_app as init_sessions
     from .views import auth, gateway, health
     from .views import metrics as metrics_views
+    from . import web
     from .views.health import StoreProbe
     from .wuzapi import build_client
 
     app = Flask(__name__, instance_path=str(Path(instance_path or "instance").resolve()),
                 instance_relative_config=True)
-    settings = settings or load_settings(instance_path=app.instance_path)
+    if settings is None:
+        try:
+            settings = load_settings(instance_path=app.instance_path)
+        except ConfigError as error:
+            raise SystemExit(f"stabilizer: {error}") from None  # one clear line, not a traceback
     app.config.from_mapping(settings.to_flask())
+    if settings.trusted_proxies:
+        # Behind N reverse proxies: take the client address and scheme from their X-Forwarded-* headers.
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies,  # type: ignore[method-assign]
+                                x_proto=settings.trusted_proxies, x_host=settings.trusted_proxies)
 
     # logging first, so every later step can report problems
     if configure_logging:
         logs.configure(settings.log_level, settings.log_format)
     logs.register_secret(settings.wuzapi_admin_token)
     logs.register_secret(settings.secret_key)
+    logs.init_app(app)  # request ids and access lines; its hook runs before any other
 
     # errors: process hooks and Flask error handlers, one place
     errors.init_app(app)
@@ -99,15 +110,12 @@ def create_app(settings: Any = None, *, background: bool = False, instance_path:
     )
     app.extensions["stabilizer"] = runtime
 
-    # request ids on every request and response
-    app.before_request(_start_request)
-    app.after_request(_finish_request)
-
     # blueprints and the auth rule of each
     app.register_blueprint(auth.bp)      # public: login, logout, status
     app.register_blueprint(gateway.bp)   # session or pass-through Token/Authorization
     app.register_blueprint(health.bp)    # public, no secrets
     app.register_blueprint(metrics_views.bp)  # public, counters only
+    web.init_app(app)  # pages for people: login, dashboard, admin, status
 
     from .cli import register as register_cli
     register_cli(app)
@@ -115,24 +123,3 @@ def create_app(settings: Any = None, *, background: bool = False, instance_path:
     if background:
         runtime.start_background()
     return app
-
-
-def _start_request() -> None:
-    from .logs import new_request_id
-
-    g.request_id = new_request_id(request.headers.get("X-Request-ID"))
-    g.started = time.monotonic()
-
-
-def _finish_request(response):
-    request_id = getattr(g, "request_id", None)
-    if request_id:
-        response.headers["X-Request-ID"] = request_id
-    started = getattr(g, "started", None)
-    if started is not None and request.path != "/health/live":
-        logging.getLogger("stabilizer.access").info(
-            "%s %s %d", request.method, request.path, response.status_code,
-            extra={"method": request.method, "path": request.path, "status": response.status_code,
-                   "duration_ms": round((time.monotonic() - started) * 1000, 1)},
-        )
-    return response

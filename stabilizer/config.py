@@ -11,6 +11,7 @@ import logging
 import os
 import re
 import secrets
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote, urlsplit
@@ -18,7 +19,9 @@ from urllib.parse import quote, urlsplit
 logger = logging.getLogger(__name__)
 
 SECRET_MIN_LENGTH = 32
-IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+# Table names get suffixes such as "_circuit_events_name_id_idx" (27 characters), and
+# PostgreSQL cuts identifiers at 63, so the base name is kept to 32 characters.
+IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,31}$")
 SUPABASE_PROJECT_HOST = re.compile(r"^([a-z0-9]{20})\.supabase\.co$")
 # Tokens of `make demo` and the fake WUZAPI, which production must never accept.
 DEMO_TOKENS = {"demo-admin-token", "demo-user-token", "fake-admin-token"}
@@ -84,6 +87,9 @@ class Settings:
     web_concurrency: int
     bind: str
     instance_path: Path = field(default=Path("instance"))
+    login_rate_limit: str | None = "10 per minute"
+    ratelimit_storage_uri: str = "memory://"
+    trusted_proxies: int = 0
 
     @property
     def production(self) -> bool:
@@ -184,7 +190,7 @@ def load_settings(environ: dict[str, str] | None = None, instance_path: Path | s
     session_table = read.text("SESSION_TABLE", "user_sessions")
     if not IDENTIFIER.match(session_table):
         raise ConfigError("SESSION_TABLE", session_table,
-                          "a lowercase SQL identifier (letters, digits, underscore; at most 63 characters)")
+                          "a lowercase SQL identifier (letters, digits, underscore; at most 32 characters)")
     cookie_name = read.text("SESSION_COOKIE_NAME", "wuzapi.sid")
     if not re.match(r"^[A-Za-z0-9._-]{1,64}$", cookie_name):
         raise ConfigError("SESSION_COOKIE_NAME", cookie_name, "1-64 characters among letters, digits, '.', '_' and '-'")
@@ -268,7 +274,39 @@ def load_settings(environ: dict[str, str] | None = None, instance_path: Path | s
         web_concurrency=read.integer("WEB_CONCURRENCY", 2, minimum=1, maximum=64),
         bind=_bind(read),
         instance_path=instance,
+        login_rate_limit=_login_rate_limit(read),
+        ratelimit_storage_uri=_ratelimit_storage_uri(read),
+        trusted_proxies=read.integer("TRUSTED_PROXIES", 0, minimum=0, maximum=5),
     )
+
+
+def _login_rate_limit(read: _Reader) -> str | None:
+    """Return LOGIN_RATE_LIMIT as a rate limit string for Flask-Limiter, or None for ``0`` (no limit)."""
+    from limits import parse_many
+
+    value = read.text("LOGIN_RATE_LIMIT", "10 per minute")
+    if value == "0":
+        return None
+    expected = "rate limits such as '10 per minute' or '10/minute;100/hour' (each amount >= 1), or 0 to disable"
+    try:
+        limits = parse_many(value)
+    except ValueError:
+        raise ConfigError("LOGIN_RATE_LIMIT", value, expected) from None
+    if not limits or any(limit.amount < 1 for limit in limits):
+        raise ConfigError("LOGIN_RATE_LIMIT", value, expected)
+    return value
+
+
+def _ratelimit_storage_uri(read: _Reader) -> str:
+    """Return RATELIMIT_STORAGE_URI after checking that the limits package knows its scheme."""
+    from limits.storage import SCHEMES
+
+    value = read.text("RATELIMIT_STORAGE_URI", "memory://")
+    scheme, separator, _ = value.partition("://")
+    if not separator or scheme not in SCHEMES or scheme.startswith("async+"):
+        raise ConfigError("RATELIMIT_STORAGE_URI", value,
+                          "a storage URI such as memory://, redis://host:6379 or memcached://host:11211")
+    return value
 
 
 def _bind(read: _Reader) -> str:
@@ -307,26 +345,31 @@ def _secret_key(read: _Reader, production: bool, instance: Path) -> str:
 
 
 def _instance_secret(instance: Path) -> str:
+    """Return the development secret in ``instance/secret_key``, generating it on first use."""
     path = instance / "secret_key"
-    try:
-        value = path.read_text().strip()
-    except FileNotFoundError:
-        value = ""
-    if len(value) >= SECRET_MIN_LENGTH:
-        return value
+    if not path.exists():
+        instance.mkdir(parents=True, exist_ok=True)
+        value = secrets.token_urlsafe(48)
+        # O_EXCL makes concurrent first starts (several workers) agree on one secret.
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass
+        else:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(value + "\n")
+            logger.warning("SESSION_SECRET is not set: generated a development secret in %s; "
+                           "set SESSION_SECRET in production", path)
+            return value
 
-    instance.mkdir(parents=True, exist_ok=True)
-    value = secrets.token_urlsafe(48)
-    # O_EXCL makes concurrent first starts (several workers) agree on one secret.
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_text().strip()
-    with os.fdopen(fd, "w") as handle:
-        handle.write(value + "\n")
-    logger.warning("SESSION_SECRET is not set: generated a development secret in %s; "
-                   "set SESSION_SECRET in production", path)
-    return value
+    # Another process may have created the file a moment ago and still be writing it.
+    for _ in range(20):
+        value = path.read_text().strip()
+        if len(value) >= SECRET_MIN_LENGTH:
+            return value
+        time.sleep(0.05)
+    raise ConfigError("SESSION_SECRET", "", f"a secret of at least {SECRET_MIN_LENGTH} characters: {path} "
+                      "holds a shorter one; delete that file to generate a new secret, or set SESSION_SECRET")
 
 
 def _database_url(read: _Reader) -> tuple[str | None, bool]:
@@ -336,7 +379,9 @@ def _database_url(read: _Reader) -> tuple[str | None, bool]:
         parts = urlsplit(url)
         if parts.scheme not in {"postgres", "postgresql"} or not (parts.hostname or parts.path.strip("/")):
             raise ConfigError("DATABASE_URL", url, "a PostgreSQL URL such as postgresql://user:password@host:5432/dbname")
-        via_pooler = parts.port == 6543 or "pgbouncer=true" in (parts.query or "")
+        pooler = read.choice("DATABASE_TRANSACTION_POOLER", "auto", ("auto", "true", "false"))
+        # Port 6543 is Supabase's transaction-mode pooler; pgbouncer elsewhere needs "true".
+        via_pooler = parts.port == 6543 if pooler == "auto" else pooler == "true"
         return url, via_pooler
 
     project_url = read.raw("SUPABASE_URL")

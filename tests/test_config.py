@@ -70,6 +70,29 @@ def test_development_secret_generated_once_with_mode_0600(tmp_path, caplog):
     assert _load(tmp_path).secret_key == first.secret_key
 
 
+def test_short_instance_secret_is_an_error(tmp_path):
+    (tmp_path / "instance").mkdir()
+    (tmp_path / "instance" / "secret_key").write_text("short\n")
+    with pytest.raises(ConfigError) as excinfo:
+        _load(tmp_path)
+    assert "secret_key" in str(excinfo.value)
+    assert "delete that file" in str(excinfo.value)
+
+
+def test_table_name_length_limit(tmp_path):
+    assert _load(tmp_path, SESSION_TABLE="t" * 32).session_table == "t" * 32
+    with pytest.raises(ConfigError, match="at most 32 characters"):
+        _load(tmp_path, SESSION_TABLE="t" * 33)
+
+
+def test_transaction_pooler_switch(tmp_path):
+    url = "postgresql://u@db:5432/app"
+    assert _load(tmp_path, DATABASE_URL=url).database_via_pooler is False
+    assert _load(tmp_path, DATABASE_URL=url, DATABASE_TRANSACTION_POOLER="true").database_via_pooler is True
+    assert _load(tmp_path, DATABASE_URL="postgresql://u@db:6543/app",
+                 DATABASE_TRANSACTION_POOLER="false").database_via_pooler is False
+
+
 def test_production_requires_secret(tmp_path):
     with pytest.raises(ConfigError) as excinfo:
         _load(tmp_path, STABILIZER_ENV="production")

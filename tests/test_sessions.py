@@ -102,6 +102,25 @@ def test_touch_only_when_due(auth, database, count_statements, app):
         .seconds_left > lifetime - 60
 
 
+def test_anonymous_session_is_short_lived(app, database, count_statements):
+    from stabilizer.sessions.interface import ANONYMOUS_LIFETIME
+
+    @app.get("/test/lang")
+    def choose_language():
+        session["lang"] = "en"
+        return jsonify(ok=True)
+
+    client = app.test_client()
+    response = client.get("/test/lang")
+    assert f"Max-Age={ANONYMOUS_LIFETIME}" in response.headers["Set-Cookie"]
+    [row] = _rows(database)
+    assert row[2] is None
+    assert database.session_get(row[0]).seconds_left <= ANONYMOUS_LIFETIME
+    with count_statements() as counter:
+        client.get("/api/auth/status")
+    assert counter.writes == []  # a fresh anonymous row is not touched on every request
+
+
 def test_expired_session_is_anonymous(auth, database):
     auth.login()
     _set_seconds_left(database, -1)

@@ -21,6 +21,7 @@ from .keys import SessionSecrets, hash_session_id, new_session_id
 logger = logging.getLogger(__name__)
 
 LOGGED_IN_FIELDS = ("id", "role")
+ANONYMOUS_LIFETIME = 3600  # seconds an anonymous session lives without use
 
 
 class LazySession(ServerSideSession):
@@ -184,8 +185,18 @@ class SqlSessionInterface(ServerSideSessionInterface):
         if not isinstance(data.get("token"), str):
             raise ValueError("logged-in session lacks its WUZAPI token")
 
+    def lifetime_for(self, session: LazySession) -> int:
+        """Return the idle lifetime: the full one once logged in, a short one for anonymous visitors.
+
+        A visitor who never logs in (a CSRF token for the login form, a language choice)
+        gets a short-lived row, so crawlers cannot fill the table for a whole day.
+        """
+        return self.lifetime if self._user_id(session) else min(self.lifetime, ANONYMOUS_LIFETIME)
+
     def touch_due(self, session: LazySession) -> bool:
-        return session.seconds_left is not None and session.seconds_left < self.lifetime - self.touch_interval
+        lifetime = self.lifetime_for(session)
+        return session.seconds_left is not None and session.seconds_left < lifetime - min(
+            self.touch_interval, lifetime // 2)
 
     def save_session(self, app: Flask, session: LazySession, response: Response) -> None:
         # Flask calls this again when a first attempt raised; one database attempt per request.
@@ -209,19 +220,20 @@ class SqlSessionInterface(ServerSideSessionInterface):
             data = codec.encode(dict(session), self.max_bytes)
             old = hash_session_id(session.previous_sid) if session.previous_sid else None
             self.database.session_rotate(old, hash_session_id(session.sid), data, self._user_id(session),
-                                         self.lifetime)
+                                         self.lifetime_for(session))
         elif session.stored:
             if not session.modified and not self.touch_due(session):
                 return
             data = codec.encode(dict(session), self.max_bytes)
             written = self.database.session_update(hash_session_id(session.sid), data, self._user_id(session),
-                                                   self.lifetime, self.absolute_lifetime)
+                                                   self.lifetime_for(session), self.absolute_lifetime)
             if not written:
                 logger.info("dropped a write to a session that ended during the request")
                 return
         elif session.modified:
             data = codec.encode(dict(session), self.max_bytes)
-            self.database.session_insert(hash_session_id(session.sid), data, self._user_id(session), self.lifetime)
+            self.database.session_insert(hash_session_id(session.sid), data, self._user_id(session),
+                                         self.lifetime_for(session))
         else:
             return
 
@@ -241,7 +253,7 @@ class SqlSessionInterface(ServerSideSessionInterface):
     def _set_cookie(self, app: Flask, session: LazySession, response: Response, name: str,
                     domain: str | None, path: str) -> None:
         response.set_cookie(
-            name, self.secrets.sign(session.sid), max_age=self.lifetime, httponly=True, domain=domain,
+            name, self.secrets.sign(session.sid), max_age=self.lifetime_for(session), httponly=True, domain=domain,
             path=path, secure=self.get_cookie_secure(app), samesite=self.get_cookie_samesite(app),
         )
         response.vary.add("Cookie")

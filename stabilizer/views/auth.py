@@ -12,7 +12,7 @@ from flask import Blueprint, jsonify, request, session
 
 from ..errors import N_, ApiError
 from ..wuzapi.errors import WuzapiError
-from .common import current_user, require_json_body, runtime, user_id_for, wuzapi_error
+from .common import require_json_body, runtime, user_id_for, wuzapi_error
 
 logger = logging.getLogger(__name__)
 
@@ -80,17 +80,28 @@ def verify_token(token: str, role: str) -> dict[str, Any]:
     return user
 
 
+def start_session(user: dict[str, Any], token: str) -> None:
+    """Log ``user`` in: clear the session, store the user and the encrypted token, rotate the id.
+
+    The chosen language is the one value kept across the login.
+    """
+    language = session.get("lang")
+    session.clear()
+    session["user"] = user
+    session["token"] = runtime().secrets.encrypt(token)
+    session["login_at"] = int(time.time())
+    if isinstance(language, str):
+        session["lang"] = language
+    runtime().session_interface.regenerate(session)
+
+
 @bp.post("/login")
 def login():
     require_json_body()
     token, role = parse_login(request.get_json(silent=True))
     user = verify_token(token, role)
 
-    session.clear()
-    session["user"] = user
-    session["token"] = runtime().secrets.encrypt(token)
-    session["login_at"] = int(time.time())
-    runtime().session_interface.regenerate(session)
+    start_session(user, token)
     logger.info("login succeeded", extra={"user": user["id"][:12], "role": role})
     return jsonify(authenticated=True, user=user)
 
