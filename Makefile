@@ -55,7 +55,7 @@ bench: venv translations ## Measure the performance targets and rewrite docs/ben
 
 lint: venv ## Check the code with ruff
 	$(BIN)/python -m pip install --disable-pip-version-check -q ruff==0.17.5
-	$(BIN)/ruff check stabilizer tests wsgi.py gunicorn.conf.py
+	$(BIN)/ruff check stabilizer tests bench wsgi.py gunicorn.conf.py
 
 clean: ## Remove the virtualenv, compiled catalogs and caches
 	rm -rf $(VENV) .pytest_cache $(MO_FILES)

@@ -54,14 +54,13 @@ def create_app(settings: Any = None, *, background: bool = False, instance_path:
     ``configure_logging`` False leaves the process's logging alone (tests capture logs
     themselves).
     """
-    from . import errors, i18n, logs
+    from . import errors, i18n, logs, web
     from .config import ConfigError, load_settings
     from .db import open_database
     from .sessions import Pruner
     from .sessions import init_app as init_sessions
     from .views import auth, gateway, health
     from .views import metrics as metrics_views
-    from . import web
     from .views.health import StoreProbe
     from .wuzapi import build_client
 

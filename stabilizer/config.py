@@ -208,7 +208,8 @@ def load_settings(environ: dict[str, str] | None = None, instance_path: Path | s
     samesite = read.choice("COOKIE_SAMESITE", "Lax", ("Lax", "Strict", "None"))
     cookie_secure = read.boolean("COOKIE_SECURE", False)
     if samesite == "None" and not cookie_secure:
-        raise ConfigError("COOKIE_SAMESITE", "None", "Lax or Strict unless COOKIE_SECURE=true (browsers drop SameSite=None cookies without Secure)")
+        raise ConfigError("COOKIE_SAMESITE", "None", "Lax or Strict unless COOKIE_SECURE=true "
+                          "(browsers drop SameSite=None cookies without Secure)")
 
     pool_min = read.integer("DB_POOL_MIN", 1, minimum=0)
     pool_max = read.integer("DB_POOL_MAX", 10, minimum=1)
@@ -340,7 +341,8 @@ def _secret_key(read: _Reader, production: bool, instance: Path) -> str:
         return value
     if production:
         raise ConfigError("SESSION_SECRET", "", "a random string of at least 32 characters "
-                          "(required when STABILIZER_ENV=production), e.g. from: python -c 'import secrets; print(secrets.token_urlsafe(48))'")
+                          "(required when STABILIZER_ENV=production), e.g. from: "
+                          "python -c 'import secrets; print(secrets.token_urlsafe(48))'")
     return _instance_secret(instance)
 
 

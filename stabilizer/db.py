@@ -409,7 +409,8 @@ class _SqliteCircuit:
                     conn, f"SELECT {self._CIRCUIT_COLUMNS} FROM {{table}}_circuit WHERE name = ?", (name,)).fetchone())
                 if after.state != before.state:
                     self._execute(conn, "INSERT INTO {table}_circuit_events (name, at, from_state, to_state, worker)"
-                                        f" VALUES (?, {SQLITE_NOW}, ?, ?, ?)", (name, before.state, after.state, worker))
+                                        f" VALUES (?, {SQLITE_NOW}, ?, ?, ?)",
+                                  (name, before.state, after.state, worker))
                 return before, after, result
         return self._run(work)
 

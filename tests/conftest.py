@@ -135,7 +135,8 @@ def make_app(request, tmp_path, fake, backend):
         runtime = app.extensions["stabilizer"]
         if runtime.database.backend == "postgresql":
             try:
-                runtime.database._run(lambda conn: conn.execute(f"DROP TABLE IF EXISTS {runtime.database.table}"))
+                table = runtime.database.table
+                runtime.database._run(lambda conn, table=table: conn.execute(f"DROP TABLE IF EXISTS {table}"))
             except Exception:  # noqa: BLE001 - a test may have broken the connection on purpose
                 pass
         runtime.close()

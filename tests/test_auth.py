@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import time
 
-from tests.conftest import ADMIN_TOKEN, OTHER_TOKEN, USER_TOKEN
 from stabilizer.views.common import user_id_for
+from tests.conftest import ADMIN_TOKEN, OTHER_TOKEN, USER_TOKEN
 
 
 def test_login_user_returns_user_without_token(auth, client):

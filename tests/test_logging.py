@@ -20,8 +20,16 @@ import pytest
 
 from stabilizer import errors, logs
 from stabilizer.db import StoreUnavailable
-from stabilizer.logs import (JsonFormatter, LogStats, LogWriter, NonBlockingHandler, RepeatLimiter, SafeStream,
-                             TextFormatter, redact)
+from stabilizer.logs import (
+    JsonFormatter,
+    LogStats,
+    LogWriter,
+    NonBlockingHandler,
+    RepeatLimiter,
+    SafeStream,
+    TextFormatter,
+    redact,
+)
 from tests.conftest import USER_TOKEN
 
 WAIT = 5.0  # seconds any wait on a writer thread may take before the test fails
@@ -341,7 +349,8 @@ def test_handler_flush_writes_open_window_counts(pipe, writer):
     for _ in range(4):
         handler.handle(make_record("worker failed", (), level=logging.WARNING))
     handler.flush()  # at shutdown: the window is still open, its count must not be lost
-    messages = [json.loads(line)["message"] for line in read_available(read_fd, until=b"repeated").decode().splitlines()]
+    output = read_available(read_fd, until=b"repeated").decode()
+    messages = [json.loads(line)["message"] for line in output.splitlines()]
     assert messages == ["worker failed", "'worker failed' repeated 3 more times in 60 s"]
 
 

@@ -57,7 +57,7 @@ def outcome_chart(calls: dict[str, Any]) -> dict[str, Any]:
     bars = [
         Bar(label=label, count=count, kind=kind, y=CHART_PADDING + index * ROW_HEIGHT,
             width=round(bar_area * count / largest, 1))
-        for index, ((_, label, kind), count) in enumerate(zip(rows, counts))
+        for index, ((_, label, kind), count) in enumerate(zip(rows, counts, strict=True))
     ]
     return {
         "bars": bars,

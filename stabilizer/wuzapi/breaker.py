@@ -26,6 +26,22 @@ T = TypeVar("T")
 TRANSITIONS_KEPT = 50
 
 
+def guarded_call(breaker: Any, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run ``func`` if ``breaker.admit()`` lets it; its own exception propagates, even on the call that trips.
+
+    ``breaker`` is any circuit with ``admit()`` and ``record(trial, exception)``; no lock is
+    held while ``func`` runs.
+    """
+    trial = breaker.admit()
+    try:
+        result = func(*args, **kwargs)
+    except BaseException as exc:
+        breaker.record(trial, exc)
+        raise
+    breaker.record(trial, None)
+    return result
+
+
 class ConcurrentCircuitBreaker(pybreaker.CircuitBreaker):
     """Consecutive-failure breaker: closed → open → half-open (one trial at a time) → closed.
 
@@ -117,15 +133,7 @@ class ConcurrentCircuitBreaker(pybreaker.CircuitBreaker):
                 self._move(pybreaker.STATE_OPEN)
 
     def call(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run ``func`` if admitted; its own exception propagates, even on the call that trips."""
-        trial = self.admit()
-        try:
-            result = func(*args, **kwargs)
-        except BaseException as exc:
-            self.record(trial, exc)
-            raise
-        self.record(trial, None)
-        return result
+        return guarded_call(self, func, *args, **kwargs)
 
     def reset(self) -> None:
         """Close the circuit and clear its counters (operator action)."""

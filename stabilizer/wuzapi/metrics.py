@@ -16,8 +16,7 @@ import threading
 from bisect import bisect_left
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client import multiprocess
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess
 
 OUTCOMES = (
     "succeeded",               # answered on the first attempt
@@ -95,7 +94,8 @@ class CallMetrics:
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
-            buckets = {f"le_{bound}ms": count for bound, count in zip(LATENCY_BUCKETS_MS, self.latency_counts)}
+            bounded = zip(LATENCY_BUCKETS_MS, self.latency_counts[:-1], strict=True)
+            buckets = {f"le_{bound}ms": count for bound, count in bounded}
             buckets["above"] = self.latency_counts[-1]
             return {
                 "scope": "process",

@@ -19,7 +19,7 @@ import uuid
 from typing import Any, Callable, TypeVar
 
 from ..db import CircuitChange, CircuitRow, Database, StoreUnavailable
-from .breaker import ConcurrentCircuitBreaker
+from .breaker import ConcurrentCircuitBreaker, guarded_call
 from .errors import CircuitOpen, UpstreamFailure
 
 logger = logging.getLogger(__name__)
@@ -277,15 +277,7 @@ class SharedCircuitBreaker:
         self._update(decide)
 
     def call(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run ``func`` if admitted; its own exception propagates, even on the call that trips."""
-        trial = self.admit()
-        try:
-            result = func(*args, **kwargs)
-        except BaseException as exc:
-            self.record(trial, exc)
-            raise
-        self.record(trial, None)
-        return result
+        return guarded_call(self, func, *args, **kwargs)
 
     # Operators and /health
 
