@@ -12,6 +12,11 @@ from pathlib import Path
 
 from stabilizer.config import ConfigError, load_settings
 
+try:
+    _settings = load_settings()
+except ConfigError as error:
+    raise SystemExit(f"stabilizer: {error}") from None
+
 # prometheus_client's multiprocess mode: every worker writes its metrics to files in one
 # directory, and /metrics and /health read the sum. It must be set before any import of
 # prometheus_client, so it is set here, in the master, before the workers are forked.
@@ -20,11 +25,6 @@ from stabilizer.config import ConfigError, load_settings
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="stabilizer-metrics-")
     os.environ["STABILIZER_OWNS_METRICS_DIR"] = "1"
-
-try:
-    _settings = load_settings()
-except ConfigError as error:
-    raise SystemExit(f"stabilizer: {error}") from None
 
 bind = [part.strip() for part in _settings.bind.split(",")]
 worker_class = "gthread"
@@ -60,6 +60,17 @@ def child_exit(server, worker):
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+
+
+def post_worker_init(worker):
+    """Leave Ctrl+C to the master.
+
+    A worker that also handled the terminal's SIGINT could re-enter gunicorn's gthread
+    shutdown and hang until the master killed it.
+    """
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def worker_exit(server, worker):

@@ -13,6 +13,7 @@ import os
 import platform
 import random
 import secrets
+import shutil
 import statistics
 import subprocess
 import sys
@@ -386,7 +387,7 @@ def render(results: dict) -> str:
                          f"p99 {h['p99']} ms, max {h['max']} ms (n={h['n']})", ok(h["p99"] <= 100 and h["max"] <= 500)))
     if o:
         lines.append(row("Resilience layer per successful call (one process, fake WUZAPI)", "small against the call",
-                         f"median +{o['overhead_us_median']} µs ({o['ratio_median']}× a bare requests call of "
+                         f"median {o['overhead_us_median']:+} µs ({o['ratio_median']}× a bare requests call of "
                          f"{o['bare_requests']['p50']} ms)", "recorded"))
     if t:
         lines.append(row("`GET /api/auth/status`, PostgreSQL session vs signed cookie (8 connections)", "≥ 0.8×",
@@ -472,6 +473,7 @@ def main() -> None:
         finally:
             if pg_url:
                 _drop_pg_database(database_name)
+    shutil.rmtree(workdir, ignore_errors=True)
     print(json.dumps(results, indent=2))
     Path(args.output).write_text(render(results))
     log(f"wrote {args.output}")

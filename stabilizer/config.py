@@ -264,7 +264,7 @@ def load_settings(environ: dict[str, str] | None = None, instance_path: Path | s
         wuzapi_retry_initial_delay_ms=initial_delay,
         wuzapi_retry_max_delay_ms=max_delay,
         wuzapi_retry_budget_percent=read.integer("WUZAPI_RETRY_BUDGET_PERCENT", 20, minimum=0, maximum=100),
-        wuzapi_retry_budget_min_per_second=read.integer("WUZAPI_RETRY_BUDGET_MIN_PER_SECOND", 1, minimum=0),
+        wuzapi_retry_budget_min_per_second=read.integer("WUZAPI_RETRY_BUDGET_MIN_PER_SECOND", 10, minimum=0),
         wuzapi_circuit_enabled=read.boolean("WUZAPI_CIRCUIT_ENABLED", True),
         wuzapi_circuit_failure_threshold=read.integer("WUZAPI_CIRCUIT_FAILURE_THRESHOLD", 5, minimum=1),
         wuzapi_circuit_reset_timeout_ms=read.integer("WUZAPI_CIRCUIT_RESET_TIMEOUT", 30000, minimum=1),

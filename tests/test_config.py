@@ -85,6 +85,13 @@ def test_table_name_length_limit(tmp_path):
         _load(tmp_path, SESSION_TABLE="t" * 33)
 
 
+def test_trusted_proxies_bounds(tmp_path):
+    assert _load(tmp_path).trusted_proxies == 0
+    assert _load(tmp_path, TRUSTED_PROXIES="2").trusted_proxies == 2
+    with pytest.raises(ConfigError, match="TRUSTED_PROXIES"):
+        _load(tmp_path, TRUSTED_PROXIES="6")
+
+
 def test_transaction_pooler_switch(tmp_path):
     url = "postgresql://u@db:5432/app"
     assert _load(tmp_path, DATABASE_URL=url).database_via_pooler is False

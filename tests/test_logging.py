@@ -596,9 +596,11 @@ def test_configure_info_hides_debug(isolated_logging):
     assert b"hidden debug record" not in output
 
 
-def test_gunicorn_logger_uses_safe_handler(isolated_logging):
+def test_gunicorn_logger_uses_safe_handler(isolated_logging, monkeypatch):
     from gunicorn.config import Config
 
+    # GunicornLogger reads the settings; without a secret it would create instance/secret_key here.
+    monkeypatch.setenv("SESSION_SECRET", "logger-test-" + "l" * 40)
     stderr_read = isolated_logging()
     gunicorn_logger = logs.GunicornLogger(Config())
     handler = logs._handler

@@ -682,3 +682,26 @@ def test_ratelimit_storage_setting_hides_password(tmp_path):
 def test_ratelimit_storage_setting_accepts_redis(tmp_path):
     settings = load_settings(app_environ(RATELIMIT_STORAGE_URI="redis://127.0.0.1:6379/0"), instance_path=tmp_path)
     assert settings.ratelimit_storage_uri == "redis://127.0.0.1:6379/0"
+
+
+def test_trusted_proxies_take_client_address_from_header(make_app):
+    """With TRUSTED_PROXIES=1 the login limit counts per forwarded address, not per proxy."""
+    app = make_app(TRUSTED_PROXIES="1", LOGIN_RATE_LIMIT="1 per minute")
+    client = app.test_client()
+    statuses = [client.post("/api/auth/login", json={"token": f"wrong-token-{index}", "role": "user"},
+                            headers={"X-Forwarded-For": f"203.0.113.{index}"}).status_code
+                for index in range(3)]
+    assert 429 not in statuses  # three clients behind one proxy, one attempt each
+
+    same = [client.post("/api/auth/login", json={"token": f"other-token-{index}", "role": "user"},
+                        headers={"X-Forwarded-For": "203.0.113.50"}).status_code for index in range(2)]
+    assert same[1] == 429
+
+
+def test_without_trusted_proxies_header_is_ignored(make_app):
+    app = make_app(LOGIN_RATE_LIMIT="1 per minute")
+    client = app.test_client()
+    statuses = [client.post("/api/auth/login", json={"token": f"wrong-token-{index}", "role": "user"},
+                            headers={"X-Forwarded-For": f"203.0.113.{index}"}).status_code
+                for index in range(2)]
+    assert statuses[1] == 429  # a forged header does not buy a fresh limit

@@ -15,6 +15,7 @@ from flask_babel import gettext
 from ..logs import LogStats
 from ..views.common import runtime
 from ..views.health import circuit_check, store_check
+from ..wuzapi.metrics import instance_snapshot
 from .common import bp, render_page
 
 # Chart geometry, in SVG user units.
@@ -85,7 +86,7 @@ def circuit_state_text(state: str) -> tuple[str, str]:
 def status():
     store = store_check()
     circuit = circuit_check()
-    metrics = runtime().metrics.snapshot()
+    metrics = instance_snapshot(runtime().metrics)
     logs = LogStats.snapshot()
     return render_page(
         "status.html",

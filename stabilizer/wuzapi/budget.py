@@ -15,10 +15,12 @@ class RetryBudget:
     balance never exceeds ``burst``. With ``ratio`` 0.2, a failing WUZAPI receives at
     most 20 % extra calls from retries, plus the floor. Each gunicorn worker has its own
     bucket, so an instance's cap is the same fraction of its calls, plus one floor per
-    worker.
+    worker. A 20 % fault rate needs about 0.25 retries per call (0.2 + 0.2² + 0.2³), more
+    than the ratio alone gives, and the floor covers the rest up to about
+    ``min_per_second × 20`` calls per second.
     """
 
-    def __init__(self, ratio: float = 0.2, min_per_second: float = 1.0, burst: float = 10.0,
+    def __init__(self, ratio: float = 0.2, min_per_second: float = 10.0, burst: float = 10.0,
                  clock: Callable[[], float] = time.monotonic):
         self.ratio = ratio
         self.min_per_second = min_per_second

@@ -208,6 +208,8 @@ class WuzapiClient:
         self.breaker = breaker
         self.metrics = metrics or CallMetrics()
         self.budget = budget
+        if budget is not None:
+            self.metrics.budget(budget.remaining())
         self._sleep = sleep
         self.session = requests.Session()
         self.session.trust_env = False  # only WUZAPI_BASE_URL is contacted, never an environment proxy
