@@ -99,12 +99,11 @@ def forward(subpath: str) -> Response:
     message_id = None
     if request.method == "POST" and body is not None:
         body, message_id = ensure_message_id(path, body)
-    safety = routes.safety(request.method, path, request.args.to_dict())
-
     try:
         answer = runtime().client.call(request.method, path, query=list(request.args.items(multi=True)),
                                        body=body, headers=headers)
     except WuzapiError as exc:
+        safety = routes.safety(request.method, path, request.args.to_dict())
         raise wuzapi_error(exc, message_id=message_id, repeatable=safety.repeatable) from exc
 
     response = Response(answer.body, status=answer.status,

@@ -32,12 +32,15 @@ class StoreProbe:
     """Run ``ping`` in a helper thread; at most one probe is in flight per process.
 
     A probe that outlives the wait keeps running. Later requests do not wait for it
-    again: once a probe has run longer than the wait, they report "fail" at once, so a
-    hung database costs one slow health answer, not one per request. A passing result
-    is reused for ``PASS_TTL`` seconds, so a burst of health checks costs one query.
+    again: only the request that starts a probe waits up to ``PROBE_WAIT``, requests that
+    arrive while it runs wait at most ``RETRY_WAIT``, and after a failure a new probe gets
+    only ``RETRY_WAIT`` too. So a hung database costs one slow health answer per worker,
+    not one per request. A passing result is reused for
+    ``PASS_TTL`` seconds, so a burst of health checks costs one query.
     """
 
     PASS_TTL = 0.5
+    RETRY_WAIT = 0.02
 
     def __init__(self, ping, clock=time.monotonic):
         self._ping = ping
@@ -67,11 +70,19 @@ class StoreProbe:
             now = self._clock()
             if self._result[0] and now - self._finished < self.PASS_TTL:
                 return self._result
+            # After a failed probe, wait only briefly for the next one: a store that is back
+            # answers within RETRY_WAIT, and a store still hung costs no request 300 ms again.
+            if not self._result[0] and self._finished != float("-inf"):
+                wait = min(wait, self.RETRY_WAIT)
             done = self._done
             if done is None:
                 done = self._done = threading.Event()
                 self._started = now
                 threading.Thread(target=self._run, args=(done,), name="health-probe", daemon=True).start()
+            else:
+                # Another request started this probe and waits the full time; the others
+                # only give a healthy store the moment it needs to answer.
+                wait = min(wait, self.RETRY_WAIT)
             remaining = wait - (now - self._started)
         if remaining <= 0 or not done.wait(remaining):
             running = self._clock() - self._started

@@ -228,6 +228,14 @@ class WuzapiClient:
         after failures that provably never reached WUZAPI.
         """
         method = method.upper()
+        if self.breaker is not None:
+            # An open circuit answers before any retry machinery is built: the common case
+            # during an outage, and the one that must stay fast.
+            remaining = self.breaker.seconds_until_trial()
+            if remaining:
+                rejected = CircuitOpen(remaining)
+                self.metrics.call_finished("rejected_by_circuit", 0.0)
+                raise rejected
         read_timeout = routes.read_timeout_ms(method, path, body, int(self.policy.read_timeout * 1000)) / 1000
         # A call whose endpoint needs a longer read timeout gets the time for one such attempt.
         deadline = max(self.policy.deadline, read_timeout + self.policy.connect_timeout) \

@@ -126,11 +126,11 @@ class SharedCircuitBreaker:
             age = self._clock() - read_at
         return row, age
 
-    def _refresh_soon(self) -> threading.Event:
-        """Start a one-off refresh thread unless one runs; return the event set when it ends."""
+    def _refresh_soon(self) -> tuple[threading.Event, bool]:
+        """Start a one-off refresh thread unless one runs; return its end event and whether it is new."""
         with self._lock:
             if self._pending_refresh is not None:
-                return self._pending_refresh
+                return self._pending_refresh, False
             done = self._pending_refresh = threading.Event()
 
         def run() -> None:
@@ -142,7 +142,7 @@ class SharedCircuitBreaker:
                 done.set()
 
         threading.Thread(target=run, name="circuit-refresh-once", daemon=True).start()
-        return done
+        return done, True
 
     def _remaining(self, row: CircuitRow | None, age: float) -> float | None:
         if row is None or row.state != OPEN or row.open_for is None:
@@ -299,11 +299,15 @@ class SharedCircuitBreaker:
             local = self.fallback.snapshot()
             return {**local, "scope": "process", "shared": False,
                     "note": f"circuit database unreachable: {self.fallback_reason}"}
+        with self._lock:
+            never_read = self._row is None
+        if never_read:
+            # The request that starts the first read gives it a moment; others do not wait,
+            # so a hung database cannot slow every /health answer.
+            done, started = self._refresh_soon()
+            if started:
+                done.wait(FIRST_READ_WAIT)
         row, age = self._cached(inline=False)
-        if row is None:
-            # Never read yet: give a first read a moment, but never wait on a hung database.
-            self._refresh_soon().wait(FIRST_READ_WAIT)
-            row, age = self._cached(inline=False)
         if self.fallback_active:
             return self.snapshot()
         if row is None:
