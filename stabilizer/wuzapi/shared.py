@@ -43,9 +43,9 @@ class SharedCircuitBreaker:
 
     Each worker counts its own consecutive failures, and the worker that reaches
     ``fail_max`` opens the circuit for everyone. A cluster-wide count would need a
-    database write on every success to stay consecutive; without it, a success seen by a
-    worker with a stale cache would leave other workers' failures counted, and scattered
-    transient faults would open the circuit. Exactly one trial call at a time holds the
+    database write on every success to stay consecutive. Without that write, a success
+    seen by a worker with a stale cache would leave other workers' failures counted, so
+    scattered transient faults would open the circuit. Exactly one trial call at a time holds the
     half-open lease; the lease expires after ``lease`` seconds if its holder dies.
 
     What counts: an :class:`UpstreamFailure` is a failure; a returned answer (any 4xx,
