@@ -7,6 +7,7 @@ server started here on 127.0.0.1.
 from __future__ import annotations
 
 import os
+import queue
 import signal
 import socket
 import subprocess
@@ -17,16 +18,100 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
 
+import pytest
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "process-secret-" + "p" * 40
+FAKE_READY_PREFIX = "fake WUZAPI listening on "
+FAKE_READY_TIMEOUT = 10.0  # seconds to wait for the fake's ready line
+EXIT_TIMEOUT = 20.0  # seconds a process gets to exit after a signal before it is killed
+KILL_TIMEOUT = 5.0  # seconds to wait after SIGKILL
+HTTP_TIMEOUT = 10.0  # seconds for one control request to the fake WUZAPI
 
 
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def tail(path: Path, lines: int = 40) -> str:
+    """Return the last lines of a log file, for assertion messages."""
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return f"({path} was never written)"
+
+
+def stop_process(process: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = EXIT_TIMEOUT) -> int | None:
+    """Send ``sig``, wait up to ``timeout`` seconds, then SIGKILL; return the exit status (None if killed)."""
+    if process.poll() is not None:
+        return process.returncode
+    process.send_signal(sig)
+    try:
+        return process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        try:
+            process.wait(KILL_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            pass
+        return None
+
+
+class FakeWuzapiProcess:
+    """``python -m tests.fake_wuzapi`` in its own process, with one user ``alice`` and an admin token.
+
+    ``env`` is the whole environment of the process, so a test decides what it inherits.
+    """
+
+    def __init__(self, log_dir: Path, *, admin_token: str, user_token: str, env: dict[str, str]):
+        self.stderr_path = log_dir / "fake_wuzapi.stderr.log"
+        self.admin_token = admin_token
+        self.user_token = user_token
+        self.env = env
+        self.process: subprocess.Popen | None = None
+        self.url = ""
+
+    def start(self) -> str:
+        command = [sys.executable, "-m", "tests.fake_wuzapi", "--port", "0", "--admin-token", self.admin_token,
+                   "--user", f"alice:{self.user_token}"]
+        with self.stderr_path.open("wb") as stderr:
+            self.process = subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=subprocess.PIPE,
+                                            stderr=stderr, text=True)
+        self.url = self._read_ready_line()
+        return self.url
+
+    def _read_ready_line(self) -> str:
+        """Return the URL from the ready line, and fail if none arrives within FAKE_READY_TIMEOUT seconds."""
+        lines: queue.Queue[str] = queue.Queue()
+        # readline() blocks, so it runs in a thread and the wait on the queue is bounded.
+        reader = threading.Thread(target=lambda: lines.put(self.process.stdout.readline()), daemon=True)
+        reader.start()
+        try:
+            line = lines.get(timeout=FAKE_READY_TIMEOUT)
+        except queue.Empty:
+            pytest.fail(f"fake WUZAPI printed no ready line within {FAKE_READY_TIMEOUT:g} s\n"
+                        f"{tail(self.stderr_path)}")
+        if not line.startswith(FAKE_READY_PREFIX):
+            pytest.fail(f"unexpected first line from fake WUZAPI: {line!r}\n{tail(self.stderr_path)}")
+        return line[len(FAKE_READY_PREFIX):].strip()
+
+    def set_fault(self, **rule) -> None:
+        response = requests.post(self.url + "/__fake__/faults", json=rule, timeout=HTTP_TIMEOUT)
+        assert response.status_code == 200, response.text
+
+    def received(self, path: str) -> int:
+        """Return how many requests for ``path`` the fake has logged."""
+        entries = requests.get(self.url + "/__fake__/requests", timeout=HTTP_TIMEOUT).json()
+        return sum(1 for entry in entries if entry["path"] == path)
+
+    def stop(self, timeout: float = EXIT_TIMEOUT) -> None:
+        if self.process is None:
+            return
+        stop_process(self.process, timeout=timeout)
+        self.process.stdout.close()
 
 
 class Gunicorn:

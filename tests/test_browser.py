@@ -17,15 +17,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.test_e2e_gunicorn import (
-    ADMIN_TOKEN,
-    SECRET,
-    USER_TOKEN,
-    FakeWuzapiProcess,
-    GunicornProcess,
-    base_environ,
-    free_port,
-)
+from tests.processes import FakeWuzapiProcess, free_port
+from tests.test_e2e_gunicorn import ADMIN_TOKEN, SECRET, USER_TOKEN, GunicornProcess, base_environ
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
@@ -79,7 +72,7 @@ class Site:
 @pytest.fixture
 def site(tmp_path):
     require_browser()
-    fake = FakeWuzapiProcess(tmp_path)
+    fake = FakeWuzapiProcess(tmp_path, admin_token=ADMIN_TOKEN, user_token=USER_TOKEN, env=base_environ())
     server = None
     try:
         fake.start()

@@ -9,13 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import os
-import queue
 import secrets
-import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -23,6 +19,7 @@ import pytest
 import requests
 
 from tests.conftest import SECRET, assert_test_database
+from tests.processes import FakeWuzapiProcess, free_port, stop_process, tail
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -32,12 +29,9 @@ USER_TOKEN = "e2e-user-token-0123456789"
 COOKIE_NAME = "wuzapi.sid"
 RESTARTS = 10
 
-FAKE_READY_PREFIX = "fake WUZAPI listening on "
-FAKE_READY_TIMEOUT = 10.0  # seconds to wait for the fake's ready line
 READY_TIMEOUT = 15.0  # seconds to wait for GET /health/ready to return 200
 READY_POLL_INTERVAL = 0.1  # seconds between readiness polls
 EXIT_TIMEOUT = 20.0  # seconds a process gets to exit after SIGTERM before the test fails
-KILL_TIMEOUT = 5.0  # seconds to wait after SIGKILL during cleanup
 CLI_TIMEOUT = 30.0  # seconds for `flask sessions init-db`
 HTTP_TIMEOUT = 10.0  # seconds for one test request
 
@@ -46,81 +40,9 @@ HTTP_TIMEOUT = 10.0  # seconds for one test request
 INHERITED_VARIABLES = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "PYTHONPATH")
 
 
-def free_port() -> int:
-    """Return a TCP port that was free on 127.0.0.1 a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def tail(path: Path, lines: int = 40) -> str:
-    """Return the last lines of a log file, for assertion messages."""
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except FileNotFoundError:
-        return f"({path} was never written)"
-
-
-def stop_process(process: subprocess.Popen, timeout: float = EXIT_TIMEOUT) -> int | None:
-    """Stop `process` with SIGTERM, or SIGKILL after `timeout` seconds, and return its exit status.
-
-    Return None when the process is still running even after SIGKILL.
-    """
-    if process.poll() is not None:
-        return process.returncode
-    process.send_signal(signal.SIGTERM)
-    try:
-        return process.wait(timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        try:
-            return process.wait(KILL_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            return None
-
-
 def base_environ() -> dict[str, str]:
     """Return the few inherited variables a child process needs to run Python."""
     return {name: os.environ[name] for name in INHERITED_VARIABLES if name in os.environ}
-
-
-class FakeWuzapiProcess:
-    """`python -m tests.fake_wuzapi` in its own process, with one user and an admin token."""
-
-    def __init__(self, log_dir: Path):
-        self.stderr_path = log_dir / "fake_wuzapi.stderr.log"
-        self.process: subprocess.Popen | None = None
-        self.url = ""
-
-    def start(self) -> str:
-        command = [sys.executable, "-m", "tests.fake_wuzapi", "--port", "0", "--admin-token", ADMIN_TOKEN,
-                   "--user", f"alice:{USER_TOKEN}"]
-        with self.stderr_path.open("wb") as stderr:
-            self.process = subprocess.Popen(command, cwd=ROOT, env=base_environ(), stdout=subprocess.PIPE,
-                                            stderr=stderr, text=True)
-        self.url = self._read_ready_line()
-        return self.url
-
-    def _read_ready_line(self) -> str:
-        """Return the URL from the ready line, and fail if none arrives within FAKE_READY_TIMEOUT seconds."""
-        lines: queue.Queue[str] = queue.Queue()
-        # readline() blocks, so it runs in a thread and the wait on the queue is bounded.
-        reader = threading.Thread(target=lambda: lines.put(self.process.stdout.readline()), daemon=True)
-        reader.start()
-        try:
-            line = lines.get(timeout=FAKE_READY_TIMEOUT)
-        except queue.Empty:
-            pytest.fail(f"fake WUZAPI printed no ready line within {FAKE_READY_TIMEOUT:g} s\n"
-                        f"{tail(self.stderr_path)}")
-        if not line.startswith(FAKE_READY_PREFIX):
-            pytest.fail(f"unexpected first line from fake WUZAPI: {line!r}\n{tail(self.stderr_path)}")
-        return line[len(FAKE_READY_PREFIX):].strip()
-
-    def stop(self) -> None:
-        if self.process is None:
-            return
-        stop_process(self.process)
-        self.process.stdout.close()
 
 
 class GunicornProcess:
@@ -197,7 +119,7 @@ def drop_tables(database_url: str, table: str) -> None:
 
 @pytest.fixture
 def fake_wuzapi(tmp_path):
-    fake = FakeWuzapiProcess(tmp_path)
+    fake = FakeWuzapiProcess(tmp_path, admin_token=ADMIN_TOKEN, user_token=USER_TOKEN, env=base_environ())
     try:
         fake.start()
         yield fake

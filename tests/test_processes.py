@@ -14,12 +14,10 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import re
 import secrets
 import select
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -30,6 +28,8 @@ from typing import Callable
 
 import pytest
 import requests
+
+from tests.processes import FakeWuzapiProcess, free_port, stop_process
 
 pytestmark = pytest.mark.e2e
 
@@ -42,7 +42,6 @@ WORKERS = 2
 THREADS = 4
 GRACEFUL_TIMEOUT = 30  # seconds, as gunicorn.conf.py sets it
 
-FAKE_READY_TIMEOUT = 10.0  # seconds for the fake's ready line
 READY_TIMEOUT = 20.0  # seconds for GET /health/ready to return 200
 EXIT_TIMEOUT = GRACEFUL_TIMEOUT + 5.0  # seconds a SIGTERM'd gunicorn gets before the test fails
 KILL_TIMEOUT = 5.0  # seconds to wait after SIGKILL in teardown
@@ -99,69 +98,8 @@ def app_with_test_routes():
 
 # --- processes -----------------------------------------------------------------------------
 
-def free_port() -> int:
-    """Return a TCP port that was free on 127.0.0.1 a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def clean_environ() -> dict[str, str]:
     return {name: value for name, value in os.environ.items() if name not in CONFIG_VARIABLES}
-
-
-def stop_process(process: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = EXIT_TIMEOUT) -> int | None:
-    """Send ``sig``, wait up to ``timeout`` seconds, then SIGKILL; return the exit status (None if killed)."""
-    if process.poll() is not None:
-        return process.returncode
-    process.send_signal(sig)
-    try:
-        return process.wait(timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        try:
-            process.wait(KILL_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            pass
-        return None
-
-
-class FakeWuzapi:
-    """``python -m tests.fake_wuzapi`` in its own process, with one user and an admin token."""
-
-    def __init__(self, log_dir: Path):
-        self.stderr_path = log_dir / "fake_wuzapi.stderr.log"
-        self.process: subprocess.Popen | None = None
-        self.url = ""
-
-    def start(self) -> None:
-        command = [sys.executable, "-m", "tests.fake_wuzapi", "--port", "0", "--admin-token", ADMIN_TOKEN,
-                   "--user", f"alice:{USER_TOKEN}"]
-        with self.stderr_path.open("wb") as stderr:
-            self.process = subprocess.Popen(command, cwd=ROOT, env=clean_environ(), stdout=subprocess.PIPE,
-                                            stderr=stderr, text=True)
-        lines: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=lambda: lines.put(self.process.stdout.readline()), daemon=True).start()
-        try:
-            line = lines.get(timeout=FAKE_READY_TIMEOUT)
-        except queue.Empty:
-            pytest.fail(f"fake WUZAPI printed no ready line within {FAKE_READY_TIMEOUT:g} s")
-        prefix = "fake WUZAPI listening on "
-        assert line.startswith(prefix), f"unexpected first line from the fake WUZAPI: {line!r}"
-        self.url = line[len(prefix):].strip()
-
-    def set_fault(self, **rule) -> None:
-        response = requests.post(self.url + "/__fake__/faults", json=rule, timeout=HTTP_TIMEOUT)
-        assert response.status_code == 200, response.text
-
-    def received(self, path: str) -> int:
-        entries = requests.get(self.url + "/__fake__/requests", timeout=HTTP_TIMEOUT).json()
-        return sum(1 for entry in entries if entry["path"] == path)
-
-    def stop(self) -> None:
-        if self.process is not None:
-            stop_process(self.process, timeout=KILL_TIMEOUT)
-            self.process.stdout.close()
 
 
 class PipeReader:
@@ -334,7 +272,7 @@ class Gunicorn:
     def stop(self, sig: int = signal.SIGTERM) -> int | None:
         if self.process is None:
             return None
-        return stop_process(self.process, sig)
+        return stop_process(self.process, sig, timeout=EXIT_TIMEOUT)
 
     def cleanup(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -352,12 +290,12 @@ class Gunicorn:
 
 @pytest.fixture
 def fake(tmp_path):
-    server = FakeWuzapi(tmp_path)
+    server = FakeWuzapiProcess(tmp_path, admin_token=ADMIN_TOKEN, user_token=USER_TOKEN, env=clean_environ())
     try:
         server.start()
         yield server
     finally:
-        server.stop()
+        server.stop(timeout=KILL_TIMEOUT)
 
 
 @pytest.fixture
