@@ -1,8 +1,8 @@
 """gunicorn settings: threaded workers, per-worker resources, graceful shutdown.
 
-The app is built in each worker after the fork (``preload_app`` stays off), so the
-database pool, the WUZAPI client and the background threads all belong to one
-worker process; ``worker_exit`` stops and closes them.
+The app is built in each worker after the fork (``preload_app`` stays off). So the
+database pool, the WUZAPI client and the background threads all belong to one worker
+process, and ``worker_exit`` stops and closes them.
 """
 
 import os

@@ -97,7 +97,7 @@ class SqlSessionInterface(ServerSideSessionInterface):
     - Several requests may share one session concurrently; each writes the whole
       session, so the last writer wins.
     - A database failure propagates as ``StoreUnavailable`` and the cookie is left
-      untouched; a stored row that cannot be decoded is deleted and treated as no session.
+      untouched. A stored row that cannot be decoded is deleted and treated as no session.
     """
 
     session_class = LazySession

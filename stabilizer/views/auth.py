@@ -64,7 +64,7 @@ def verify_token(token: str, role: str) -> dict[str, Any]:
     if answer.status == 401:
         raise ApiError("invalid_credentials")
     if answer.status != 200:
-        logger.warning("login check %s answered HTTP %d", path, answer.status)
+        logger.warning("login check %s returned HTTP %d", path, answer.status)
         raise ApiError("wuzapi_unavailable", headers={"Retry-After": "5"}, seconds=5)
 
     user: dict[str, Any] = {"id": user_id_for(token), "role": role, "name": "admin" if role == "admin" else "",

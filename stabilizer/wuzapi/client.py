@@ -367,5 +367,5 @@ class WuzapiClient:
         if status == 429:
             raise Throttled(parse_retry_after(result.headers.get("Retry-After")))
         if status in FAILING_STATUSES or (status >= 500 and not is_wuzapi_envelope(result.body)):
-            raise UpstreamFailure("bad_status", f"WUZAPI answered HTTP {status}", sent=True, status=status)
+            raise UpstreamFailure("bad_status", f"WUZAPI returned HTTP {status}", sent=True, status=status)
         return result
