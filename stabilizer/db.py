@@ -441,14 +441,16 @@ class SqliteDatabase(_SqliteCircuit, Database):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.busy_timeout_ms = busy_timeout_ms or 5000
         self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
+        # Each thread's connection with the lock held while it is in use: closing a
+        # sqlite3 connection while another thread runs a statement on it crashes the process.
+        self._connections: list[tuple[sqlite3.Connection, threading.Lock]] = []
         self._lock = threading.Lock()
         self._closed = False
 
-    def _connect(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            return conn
+    def _connect(self) -> tuple[sqlite3.Connection, threading.Lock]:
+        entry = getattr(self._local, "entry", None)
+        if entry is not None:
+            return entry
         if self._closed:
             raise StoreUnavailable("the session store is closed")
         conn = sqlite3.connect(self.path, timeout=self.busy_timeout_ms / 1000,
@@ -456,26 +458,40 @@ class SqliteDatabase(_SqliteCircuit, Database):
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
         conn.execute("PRAGMA synchronous=NORMAL")
-        self._local.conn = conn
+        entry = self._local.entry = (conn, threading.Lock())
         with self._lock:
-            self._connections.append(conn)
-        return conn
+            self._connections.append(entry)
+        return entry
 
-    def close(self) -> None:
+    def close(self, timeout: float = 5.0) -> None:
+        """Close every thread's connection once its current statement is done.
+
+        A connection still busy after ``timeout`` seconds is left open rather than
+        closed under the statement that uses it.
+        """
         with self._lock:
             self._closed = True
             connections, self._connections = self._connections, []
-        for conn in connections:
+        for conn, in_use in connections:
+            if not in_use.acquire(timeout=timeout):
+                logger.warning("left a busy SQLite connection open at shutdown")
+                continue
             try:
                 conn.close()
             except sqlite3.Error:
                 pass
+            finally:
+                in_use.release()
 
     def _run(self, work: Callable[[sqlite3.Connection], Any]) -> Any:
-        try:
-            return work(self._connect())
-        except sqlite3.Error as exc:
-            raise StoreUnavailable(str(exc)) from exc
+        conn, in_use = self._connect()
+        with in_use:
+            if self._closed:
+                raise StoreUnavailable("the session store is closed")
+            try:
+                return work(conn)
+            except sqlite3.Error as exc:
+                raise StoreUnavailable(str(exc)) from exc
 
     def _execute(self, conn: sqlite3.Connection, template: str, params: tuple = ()) -> sqlite3.Cursor:
         sql = self._sql(template)

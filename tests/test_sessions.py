@@ -469,3 +469,33 @@ def test_database_timezone_does_not_expire_sessions(make_app, backend, request):
     finally:
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute(f"ALTER DATABASE \"{name}\" RESET timezone")
+
+
+def test_sqlite_close_waits_for_running_statement(tmp_path):
+    """Closing the store while another thread runs a statement must not close it underneath."""
+    import threading
+
+    from stabilizer.db import SqliteDatabase
+
+    database = SqliteDatabase(tmp_path / "close.sqlite3", "s_close", busy_timeout_ms=1000)
+    database.migrate()
+    slow_sql = ("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000000)"
+                " SELECT count(*) FROM n")
+    results = []
+    started = threading.Event()
+
+    def slow_query():
+        def work(conn):
+            started.set()
+            return conn.execute(slow_sql).fetchone()[0]
+
+        results.append(database._run(work))
+
+    worker = threading.Thread(target=slow_query)
+    worker.start()
+    assert started.wait(5)
+    database.close()
+    assert results == [3000000]  # close() returned only after the statement finished
+    worker.join(10)
+    with pytest.raises(StoreUnavailable, match="closed"):
+        database.ping()
