@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import random
 import sqlite3
 import threading
 import time
@@ -453,15 +454,48 @@ class SqliteDatabase(_SqliteCircuit, Database):
             return entry
         if self._closed:
             raise StoreUnavailable("the session store is closed")
-        conn = sqlite3.connect(self.path, timeout=self.busy_timeout_ms / 1000,
-                               isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
-        conn.execute("PRAGMA synchronous=NORMAL")
+        try:
+            conn = sqlite3.connect(self.path, timeout=self.busy_timeout_ms / 1000,
+                                   isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        try:
+            conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
+            self._use_wal(conn)
+            conn.execute("PRAGMA synchronous=NORMAL")
+        except sqlite3.Error as exc:
+            conn.close()
+            raise StoreUnavailable(str(exc)) from exc
         entry = self._local.entry = (conn, threading.Lock())
         with self._lock:
             self._connections.append(entry)
         return entry
+
+    def _use_wal(self, conn: sqlite3.Connection) -> None:
+        """Put the file in WAL mode unless it already is.
+
+        The mode is stored in the file, so only the first connection to a new file
+        changes it. That change needs the file to itself, and SQLite reports "database
+        is locked" at once, without waiting out the busy timeout, when several workers
+        open a new file together; this retries until the busy timeout has passed.
+        """
+        deadline = time.monotonic() + self.busy_timeout_ms / 1000
+        while True:
+            mode = conn.execute("PRAGMA journal_mode").fetchone()[0].lower()
+            if mode == "wal":
+                return
+            try:
+                mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0].lower()
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() >= deadline:
+                    raise
+            else:
+                if mode == "wal":
+                    return
+                if time.monotonic() >= deadline:
+                    logger.warning("SQLite kept journal mode %s instead of WAL for %s", mode, self.path)
+                    return
+            time.sleep(random.uniform(0.005, 0.05))
 
     def close(self, timeout: float = 5.0) -> None:
         """Close every thread's connection once its current statement is done.

@@ -499,3 +499,37 @@ def test_sqlite_close_waits_for_running_statement(tmp_path):
     worker.join(10)
     with pytest.raises(StoreUnavailable, match="closed"):
         database.ping()
+
+
+_OPEN_NEW_FILE = """
+import sys, time
+from stabilizer.db import SqliteDatabase
+path, start = sys.argv[1], float(sys.argv[2])
+time.sleep(max(0.0, start - time.time()))
+database = SqliteDatabase(path, "s_race", busy_timeout_ms=5000)
+database.migrate()
+database.ping()
+database.close()
+"""
+
+
+def test_sqlite_new_file_opened_by_several_workers_at_once(tmp_path):
+    """gunicorn workers booting together on a new SQLite file must all open it.
+
+    Switching a new file to WAL needs it to itself, and SQLite answers the losers
+    "database is locked" without waiting; each worker has to retry rather than die.
+    """
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    for attempt in range(5):
+        path = tmp_path / f"race{attempt}.sqlite3"
+        start = time.time() + 1.0
+        children = [subprocess.Popen([sys.executable, "-c", _OPEN_NEW_FILE, str(path), str(start)],
+                                     cwd=root, stderr=subprocess.PIPE, text=True)
+                    for _ in range(6)]
+        for child in children:
+            _, stderr = child.communicate(timeout=30)
+            assert child.returncode == 0, stderr
