@@ -39,15 +39,18 @@ def init_db() -> None:
 @click.option("--batch-size", default=1000, show_default=True, type=click.IntRange(1, 100000),
               help="Rows deleted per statement.")
 def prune(batch_size: int) -> None:
-    """Delete expired sessions now, in batches."""
+    """Delete expired sessions, in batches, and expired rate-limit counters now."""
+    database = _database()
     try:
-        result = _database().prune(batch_size=batch_size)
+        result = database.prune(batch_size=batch_size)
+        counters = database.ratelimit_prune()
     except StoreUnavailable as exc:
         _fail(f"pruning failed: {exc}")
     if result.skipped:
-        click.echo("another pruner holds the lock; nothing deleted")
-        return
-    click.echo(f"deleted {result.deleted} expired sessions in {result.batches} batches")
+        click.echo("another pruner holds the lock; no session deleted")
+    else:
+        click.echo(f"deleted {result.deleted} expired sessions in {result.batches} batches")
+    click.echo(f"deleted {counters} expired rate-limit counters")
 
 
 @sessions.command("stats")

@@ -88,7 +88,7 @@ class Settings:
     bind: str
     instance_path: Path = field(default=Path("instance"))
     login_rate_limit: str | None = "10 per minute"
-    ratelimit_storage_uri: str = "memory://"
+    ratelimit_storage_uri: str = "database://"
     trusted_proxies: int = 0
 
     @property
@@ -299,14 +299,20 @@ def _login_rate_limit(read: _Reader) -> str | None:
 
 
 def _ratelimit_storage_uri(read: _Reader) -> str:
-    """Return RATELIMIT_STORAGE_URI after checking that the limits package knows its scheme."""
+    """Return RATELIMIT_STORAGE_URI after checking that the limits package knows its scheme.
+
+    ``database://`` (the default) keeps the counters in the session database.
+    """
     from limits.storage import SCHEMES
 
-    value = read.text("RATELIMIT_STORAGE_URI", "memory://")
+    value = read.text("RATELIMIT_STORAGE_URI", "database://")
+    if value == "database://":
+        return value
     scheme, separator, _ = value.partition("://")
-    if not separator or scheme not in SCHEMES or scheme.startswith("async+"):
+    if not separator or scheme not in SCHEMES or scheme == "database" or scheme.startswith("async+"):
         raise ConfigError("RATELIMIT_STORAGE_URI", value,
-                          "a storage URI such as memory://, redis://host:6379 or memcached://host:11211")
+                          "database://, or a storage URI such as memory://, redis://host:6379"
+                          " or memcached://host:11211")
     return value
 
 

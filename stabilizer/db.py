@@ -302,6 +302,42 @@ class PostgresDatabase(Database):
     def revoke_all(self) -> int:
         return self._run(lambda conn: self._execute(conn, "DELETE FROM {table}").rowcount)
 
+    # Rate-limit counters
+
+    def ratelimit_incr(self, key: str, expiry: float, amount: int) -> int:
+        """Add ``amount`` hits to ``key`` and return its count; an expired window starts again.
+
+        A dead pooled connection retries the statement once, which may count one attempt
+        twice: the limit errs on the strict side.
+        """
+        return self._run(lambda conn: self._execute(
+            conn,
+            "INSERT INTO {table}_ratelimit AS r (key, hits, expire)"
+            " VALUES (%s, %s, now() + make_interval(secs => %s))"
+            " ON CONFLICT (key) DO UPDATE SET"
+            " hits = CASE WHEN r.expire > now() THEN r.hits + excluded.hits ELSE excluded.hits END,"
+            " expire = CASE WHEN r.expire > now() THEN r.expire ELSE excluded.expire END"
+            " RETURNING hits",
+            (key, amount, expiry),
+        ).fetchone()[0])
+
+    def ratelimit_get(self, key: str) -> tuple[int, float | None]:
+        """Return the hits of ``key`` and when its window ends (Unix time), or (0, None)."""
+        row = self._run(lambda conn: self._execute(
+            conn, "SELECT hits, extract(epoch FROM expire)::float8 FROM {table}_ratelimit"
+                  " WHERE key = %s AND expire > now()", (key,)).fetchone())
+        return (row[0], row[1]) if row else (0, None)
+
+    def ratelimit_clear(self, key: str | None = None) -> int:
+        """Delete the counter of ``key``, or every counter when ``key`` is None."""
+        if key is None:
+            return self._run(lambda conn: self._execute(conn, "DELETE FROM {table}_ratelimit").rowcount)
+        return self._run(lambda conn: self._execute(
+            conn, "DELETE FROM {table}_ratelimit WHERE key = %s", (key,)).rowcount)
+
+    def ratelimit_prune(self) -> int:
+        return self._run(lambda conn: self._execute(
+            conn, "DELETE FROM {table}_ratelimit WHERE expire <= now()").rowcount)
 
     # Shared circuit state
 
@@ -636,6 +672,35 @@ class SqliteDatabase(_SqliteCircuit, Database):
 
     def revoke_all(self) -> int:
         return self._run(lambda conn: self._execute(conn, "DELETE FROM {table}").rowcount)
+
+    # Rate-limit counters, same contract as PostgresDatabase's
+
+    def ratelimit_incr(self, key: str, expiry: float, amount: int) -> int:
+        return self._run(lambda conn: self._execute(
+            conn,
+            f"INSERT INTO {{table}}_ratelimit (key, hits, expire) VALUES (?, ?, {SQLITE_NOW} + ?)"
+            " ON CONFLICT (key) DO UPDATE SET"
+            f" hits = CASE WHEN expire > {SQLITE_NOW} THEN hits + excluded.hits ELSE excluded.hits END,"
+            f" expire = CASE WHEN expire > {SQLITE_NOW} THEN expire ELSE excluded.expire END"
+            " RETURNING hits",
+            (key, amount, expiry),
+        ).fetchall()[0][0])  # fetchall: the write ends only once every row is read
+
+    def ratelimit_get(self, key: str) -> tuple[int, float | None]:
+        row = self._run(lambda conn: self._execute(
+            conn, f"SELECT hits, expire FROM {{table}}_ratelimit WHERE key = ? AND expire > {SQLITE_NOW}",
+            (key,)).fetchone())
+        return (row[0], row[1]) if row else (0, None)
+
+    def ratelimit_clear(self, key: str | None = None) -> int:
+        if key is None:
+            return self._run(lambda conn: self._execute(conn, "DELETE FROM {table}_ratelimit").rowcount)
+        return self._run(lambda conn: self._execute(
+            conn, "DELETE FROM {table}_ratelimit WHERE key = ?", (key,)).rowcount)
+
+    def ratelimit_prune(self) -> int:
+        return self._run(lambda conn: self._execute(
+            conn, f"DELETE FROM {{table}}_ratelimit WHERE expire <= {SQLITE_NOW}").rowcount)
 
 
 def open_database(settings: Any) -> Database:

@@ -639,6 +639,42 @@ def test_login_rate_limited_per_token(limited_app):
                        environ_base=other_address).status_code == 200
 
 
+def test_login_rate_limit_shared_by_apps_on_one_database(make_app):
+    """Two workers (or instances) on one session database count the same attempts."""
+    first = make_app(LOGIN_RATE_LIMIT="3 per minute", SESSION_TABLE="s_shared_limit")
+    second = make_app(LOGIN_RATE_LIMIT="3 per minute", SESSION_TABLE="s_shared_limit")
+    clients = [first.test_client(), second.test_client()]
+    statuses = [clients[attempt % 2].post("/api/auth/login", json={"token": "wrong-token", "role": "user"}).status_code
+                for attempt in range(5)]
+    assert statuses == [401, 401, 401, 429, 429]
+
+
+def test_login_rate_limit_counts_in_memory_while_database_down(limited_app, monkeypatch, caplog):
+    """With the session database unreachable, the limit still holds, counted by the process."""
+    database = limited_app.extensions["stabilizer"].database
+
+    def unavailable(*args, **kwargs):
+        raise StoreUnavailable("connection refused")
+
+    for name in ("ratelimit_incr", "ratelimit_get", "ping", "session_get", "session_insert", "session_rotate"):
+        monkeypatch.setattr(database, name, unavailable)
+    client = limited_app.test_client()
+    statuses = [client.post("/api/auth/login", json={"token": USER_TOKEN, "role": "user"}).status_code
+                for _ in range(4)]
+    assert statuses == [503, 503, 503, 429]
+    assert "Rate limit storage unreachable" in caplog.text
+
+
+def test_login_rate_limit_memory_storage_counts_per_app(make_app):
+    """memory:// keeps counters in the process: a second app starts from zero."""
+    apps = [make_app(LOGIN_RATE_LIMIT="1 per minute", RATELIMIT_STORAGE_URI="memory://",
+                     SESSION_TABLE="s_memory_limit") for _ in range(2)]
+    for app in apps:
+        client = app.test_client()
+        assert client.post("/api/auth/login", json={"token": "wrong-token", "role": "user"}).status_code == 401
+        assert client.post("/api/auth/login", json={"token": "wrong-token", "role": "user"}).status_code == 429
+
+
 def test_login_rate_limit_ignores_other_pages(limited_app):
     pages = Pages(limited_app.test_client())
     for _ in range(5):
@@ -658,7 +694,7 @@ def test_login_rate_limit_zero_disables_it(make_app):
 def test_rate_limit_settings_defaults(tmp_path):
     settings = load_settings(app_environ(), instance_path=tmp_path)
     assert settings.login_rate_limit == "10 per minute"
-    assert settings.ratelimit_storage_uri == "memory://"
+    assert settings.ratelimit_storage_uri == "database://"
 
 
 @pytest.mark.parametrize("value", ["often", "10", "0 per minute", "10 per fortnight"])
@@ -667,7 +703,7 @@ def test_login_rate_limit_setting_rejects(tmp_path, value):
         load_settings(app_environ(LOGIN_RATE_LIMIT=value), instance_path=tmp_path)
 
 
-@pytest.mark.parametrize("value", ["localhost:6379", "ftp://host", "async+redis://host:6379"])
+@pytest.mark.parametrize("value", ["localhost:6379", "ftp://host", "async+redis://host:6379", "database://other"])
 def test_ratelimit_storage_setting_rejects(tmp_path, value):
     with pytest.raises(ConfigError, match="RATELIMIT_STORAGE_URI"):
         load_settings(app_environ(RATELIMIT_STORAGE_URI=value), instance_path=tmp_path)

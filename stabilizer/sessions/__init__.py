@@ -65,6 +65,9 @@ class Pruner:
         self.runs += 1
         if result.deleted:
             logger.info("pruned %d expired sessions in %d batches", result.deleted, result.batches)
+        counters = self.database.ratelimit_prune()
+        if counters:
+            logger.debug("pruned %d expired rate-limit counters", counters)
         return result
 
 

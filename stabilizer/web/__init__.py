@@ -19,11 +19,12 @@ def init_app(app: Flask) -> None:
     """Register the pages; call after the API blueprints, whose login view gets rate limited too."""
     from ..views import auth, gateway, health
 
-    settings = app.extensions["stabilizer"].settings
+    runtime = app.extensions["stabilizer"]
+    settings = runtime.settings
     app.register_blueprint(bp)
     app.add_template_global(csrf_token_value)
 
     security.init_csrf(app, exempt=(auth.bp, gateway.bp, health.bp))
-    security.init_limiter(app, settings, LOGIN_ENDPOINTS)
+    security.init_limiter(app, settings, LOGIN_ENDPOINTS, runtime.database)
     security.init_headers(app, https_only=settings.cookie_secure)
     errors.init_app(app)

@@ -11,6 +11,9 @@ from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_wtf.csrf import CSRFProtect
 
+from ..db import Database
+from . import ratelimit
+
 # No inline scripts or styles anywhere; the QR code is a data: PNG URL.
 CONTENT_SECURITY_POLICY = (
     "default-src 'none'; "
@@ -52,18 +55,20 @@ def login_token_key() -> str:
     return "token:" + hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
-def init_limiter(app: Flask, settings: Any, login_endpoints: Iterable[str]) -> Limiter:
+def init_limiter(app: Flask, settings: Any, login_endpoints: Iterable[str], database: Database) -> Limiter:
     """Limit login attempts per client address and per token, shared by the page and the API login.
 
     ``settings.login_rate_limit`` (LOGIN_RATE_LIMIT) applies to each address and to each
     token separately; None disables it. Counters live in RATELIMIT_STORAGE_URI: the
-    default ``memory://`` counts per worker process, so with several workers or instances
-    a shared store (redis://, memcached://) makes the limit hold for the whole service.
+    default ``database://`` keeps them in the session ``database``, shared by every worker
+    and instance; ``memory://`` counts per worker process.
     """
     # The address is the TCP peer's, or X-Forwarded-For's when TRUSTED_PROXIES is set
     # (werkzeug's ProxyFix, installed by create_app).
     # When the store is unreachable, each process counts in its own memory rather than failing logins.
-    limiter = Limiter(get_remote_address, storage_uri=settings.ratelimit_storage_uri, strategy="fixed-window",
+    uri = settings.ratelimit_storage_uri
+    options = {"database": database} if uri == f"{ratelimit.SCHEME}://" else {}
+    limiter = Limiter(get_remote_address, storage_uri=uri, storage_options=options, strategy="fixed-window",
                       key_prefix="stabilizer", in_memory_fallback_enabled=True)
     limiter.init_app(app)
     app.extensions["stabilizer.limiter"] = limiter
