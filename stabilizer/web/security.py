@@ -72,14 +72,22 @@ def init_limiter(app: Flask, settings: Any, login_endpoints: Iterable[str], data
                       key_prefix="stabilizer", in_memory_fallback_enabled=True)
     limiter.init_app(app)
     app.extensions["stabilizer.limiter"] = limiter
-    if not settings.login_rate_limit:
+    limited = frozenset(login_endpoints) if settings.login_rate_limit else frozenset()
+
+    # Flask-Limiter looks for limits before every request; only the login views have one,
+    # so every other request (the gateway among them) skips that lookup.
+    @limiter.request_filter
+    def not_a_login() -> bool:
+        return request.endpoint not in limited
+
+    if not limited:
         return limiter
 
     per_address = limiter.shared_limit(settings.login_rate_limit, scope="login-address", methods=["POST"])
     per_token = limiter.shared_limit(settings.login_rate_limit, scope="login-token", key_func=login_token_key,
                                      methods=["POST"], exempt_when=lambda: not login_token_key())
     # Flask-Limiter checks a decorated limit when the view is called, so the views are replaced by wrappers.
-    for endpoint in login_endpoints:
+    for endpoint in limited:
         app.view_functions[endpoint] = per_token(per_address(app.view_functions[endpoint]))
     return limiter
 
