@@ -35,6 +35,7 @@ class Runtime:
             self.pruner.start()
             if hasattr(self.breaker, "start"):
                 self.breaker.start()
+            self.store_probe.start()
             self.background_started = True
 
     def close(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 from tests.conftest import ADMIN_TOKEN, SECRET, USER_TOKEN
@@ -69,3 +70,93 @@ def test_live_and_ready(client):
     ready = client.get("/health/ready")
     assert ready.status_code == 200
     assert ready.get_json()["status"] == "pass"
+
+
+# --- the store probe, with a ping the test controls -------------------------------------------
+
+
+class _Ping:
+    """A ping that answers when the test says so; ``error`` makes it raise."""
+
+    def __init__(self):
+        self.calls = 0
+        self.release = threading.Event()
+        self.release.set()
+        self.error: Exception | None = None
+
+    def __call__(self):
+        self.calls += 1
+        assert self.release.wait(10)
+        if self.error:
+            raise self.error
+
+
+def _probe(ping, wait=0.2):
+    from stabilizer.views.health import StoreProbe
+
+    probe = StoreProbe(ping)
+    probe.PASS_TTL = 0.1
+    return probe, wait
+
+
+def test_probe_reuses_a_pass_within_ttl():
+    ping = _Ping()
+    probe, wait = _probe(ping)
+    assert probe.check(wait)[0] is True
+    assert probe.check(wait)[0] is True
+    assert ping.calls == 1
+
+
+def test_first_probe_waits_at_most_the_probe_wait():
+    ping = _Ping()
+    ping.release.clear()
+    probe, wait = _probe(ping)
+    started = time.monotonic()
+    ok, seconds, error = probe.check(wait)
+    assert time.monotonic() - started >= wait * 0.9
+    assert (ok, error.startswith("no answer for")) == (False, True)
+    ping.release.set()
+
+
+def test_stale_pass_reported_while_the_new_probe_is_young_then_fail():
+    ping = _Ping()
+    probe, wait = _probe(ping)
+    assert probe.check(wait)[0] is True
+    time.sleep(0.12)  # past PASS_TTL
+    ping.release.clear()
+    started = time.monotonic()
+    assert probe.check(wait)[0] is True  # the last pass; the new probe is still young
+    assert time.monotonic() - started < wait
+    time.sleep(wait)
+    ok, _, error = probe.check(wait)
+    assert ok is False
+    assert error.startswith("no answer for")
+    assert ping.calls == 2  # one probe in flight, not one per request
+    ping.release.set()
+    deadline = time.monotonic() + 2
+    while not probe.check(wait)[0] and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert probe.check(wait)[0] is True
+
+
+def test_failed_probe_reported_with_its_error():
+    ping = _Ping()
+    ping.error = RuntimeError("connection refused")
+    probe, wait = _probe(ping)
+    assert probe.check(wait)[::2] == (False, "connection refused")
+    ping.error = None
+    assert probe.check(wait)[0] is True  # a store that is back answers within RETRY_WAIT
+
+
+def test_start_probes_before_the_first_request():
+    ping = _Ping()
+    probe, wait = _probe(ping)
+    probe.start()
+    deadline = time.monotonic() + 2
+    while ping.calls == 0 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    time.sleep(0.02)
+    started = time.monotonic()
+    assert probe.check(wait)[0] is True
+    assert time.monotonic() - started < wait
+    assert ping.calls == 1

@@ -103,6 +103,27 @@ def test_health_fast_when_database_hangs(proxied_app, proxy):
     assert client.get("/health/live").status_code == 200
 
 
+def test_health_turns_fail_without_waiting_when_database_hangs_later(proxied_app, proxy):
+    """A store that passed and then hangs: no request waits for it, and within a second /health says fail."""
+    client = proxied_app.test_client()
+    assert client.get("/health").get_json()["checks"]["sessionStore"][0]["status"] == "pass"
+    proxy.mode = "blackhole"
+    proxy.cut()
+    cut_at = time.monotonic()
+    timings, statuses = [], []
+    while time.monotonic() - cut_at < 1.5:
+        started = time.monotonic()
+        response = client.get("/health")
+        timings.append(time.monotonic() - started)
+        statuses.append(response.get_json()["checks"]["sessionStore"][0]["status"])
+        time.sleep(0.01)
+    # StoreProbe.PASS_TTL + PROBE_WAIT = 0.8 s; a request gives a new probe 20 ms
+    assert max(timings) < 0.29, max(timings)  # below PROBE_WAIT: nobody waited for the hung probe
+    assert statuses[-1] == "fail"
+    assert statuses.index("fail") > 0  # the last pass is reported until the probe is overdue
+    assert "pass" not in statuses[statuses.index("fail"):]
+
+
 def test_health_ready_recovers(proxied_app, proxy):
     client = proxied_app.test_client()
     proxy.stop()

@@ -1,8 +1,8 @@
 """Health endpoints for uptime monitors and orchestrators.
 
 ``/health/live`` checks nothing but the process. ``/health/ready`` and ``/health``
-probe the session store in a helper thread and wait at most ``PROBE_WAIT`` seconds for
-it, so a hung database makes them answer "fail" quickly instead of hanging. Nothing
+probe the session store in a helper thread (see :class:`StoreProbe`), so a hung
+database makes them answer "fail" quickly instead of hanging. Nothing
 here calls WUZAPI: the circuit state and call counters are read from memory.
 """
 
@@ -25,18 +25,21 @@ logger = logging.getLogger(__name__)
 bp = Blueprint("health", __name__, url_prefix="/health")
 
 HEALTH_JSON = "application/health+json"
-PROBE_WAIT = 0.3  # seconds a health request waits for the store probe
+PROBE_WAIT = 0.3  # seconds a store probe may run before the store counts as not answering
 
 
 class StoreProbe:
     """Run ``ping`` in a helper thread; at most one probe is in flight per process.
 
-    A probe that outlives the wait keeps running. Later requests do not wait for it
-    again: only the request that starts a probe waits up to ``PROBE_WAIT``, requests that
-    arrive while it runs wait at most ``RETRY_WAIT``, and after a failure a new probe gets
-    only ``RETRY_WAIT`` too. So a hung database costs one slow health answer per worker,
-    not one per request. A passing result is reused for
-    ``PASS_TTL`` seconds, so a burst of health checks costs one query.
+    No health request waits long for the store. A passing result is reused for
+    ``PASS_TTL`` seconds, so a burst of health checks costs one query. Once it is older,
+    the next request starts a new probe and gives it ``RETRY_WAIT``, enough for a
+    healthy store. If the probe needs longer, the last result is reported until the
+    probe has run for ``PROBE_WAIT``; after that the store is reported as not answering.
+    A hung database therefore turns /health to "fail" within PASS_TTL + PROBE_WAIT,
+    and no request waits for it. Only while no probe has ever finished (a worker that
+    just started) does a request wait, until the first probe is PROBE_WAIT old at most.
+    :meth:`start` begins that first probe when the worker boots.
     """
 
     PASS_TTL = 0.5
@@ -64,31 +67,37 @@ class StoreProbe:
             self._done = None
         done.set()
 
+    def _probe(self, now: float) -> threading.Event:
+        """Return the in-flight probe's end event, starting a probe if none runs; hold the lock."""
+        if self._done is None:
+            self._done = threading.Event()
+            self._started = now
+            threading.Thread(target=self._run, args=(self._done,), name="health-probe", daemon=True).start()
+        return self._done
+
+    def start(self) -> None:
+        """Begin a probe without waiting for it, so the first health request has a result."""
+        with self._lock:
+            self._probe(self._clock())
+
     def check(self, wait: float = PROBE_WAIT) -> tuple[bool, float, str | None]:
-        """Return (ok, seconds, error) of a probe that finished within ``wait`` seconds."""
+        """Return (ok, seconds, error) of the latest probe; ``wait`` is how long a probe may run."""
         with self._lock:
             now = self._clock()
             if self._result[0] and now - self._finished < self.PASS_TTL:
                 return self._result
-            # After a failed probe, wait only briefly for the next one: a store that is back
-            # answers within RETRY_WAIT, and a store still hung costs no request 300 ms again.
-            if not self._result[0] and self._finished != float("-inf"):
-                wait = min(wait, self.RETRY_WAIT)
-            done = self._done
-            if done is None:
-                done = self._done = threading.Event()
-                self._started = now
-                threading.Thread(target=self._run, args=(done,), name="health-probe", daemon=True).start()
-            else:
-                # Another request started this probe and waits the full time; the others
-                # only give a healthy store the moment it needs to answer.
-                wait = min(wait, self.RETRY_WAIT)
-            remaining = wait - (now - self._started)
-        if remaining <= 0 or not done.wait(remaining):
-            running = self._clock() - self._started
-            return False, running, f"no answer for {int(running * 1000)} ms"
-        with self._lock:
-            return self._result
+            done = self._probe(now)
+            previous = self._result
+            finished_before = self._finished != float("-inf")
+            limit = min(wait, self.RETRY_WAIT) if finished_before else wait
+            remaining = limit - (now - self._started)
+        if remaining > 0 and done.wait(remaining):
+            with self._lock:
+                return self._result
+        running = self._clock() - self._started
+        if finished_before and running < wait:
+            return previous  # the probe in flight is not overdue yet
+        return False, running, f"no answer for {int(running * 1000)} ms"
 
 
 def _json(body: dict[str, Any], status: int) -> Response:
