@@ -77,6 +77,20 @@ def revoke(user_id: str | None, revoke_all: bool) -> None:
     click.echo(f"revoked {count} sessions")
 
 
+@sessions.command("clear-login-limits")
+def clear_login_limits() -> None:
+    """Forget every login attempt counted so far, so that no address or token is held back."""
+    runtime = current_app.extensions["stabilizer"]
+    if runtime.settings.ratelimit_storage_uri != "database://":
+        _fail(f"login attempts are counted in {runtime.settings.ratelimit_storage_uri}, not in the session"
+              " database; restarting the service clears memory://")
+    try:
+        count = runtime.database.ratelimit_clear()
+    except StoreUnavailable as exc:
+        _fail(f"clearing failed: {exc}")
+    click.echo(f"cleared {count} login rate-limit counters")
+
+
 @wuzapi.command("check")
 def check() -> None:
     """Call WUZAPI's /health once; exit 1 when it does not answer 200."""

@@ -109,12 +109,12 @@ def init_db(environ: dict[str, str]) -> None:
 
 
 def drop_tables(database_url: str, table: str) -> None:
-    """Drop the session table and the circuit-breaker tables named after it."""
+    """Drop the session table and the circuit-breaker and rate-limit tables named after it."""
     import psycopg
 
     assert_test_database(database_url)
     with psycopg.connect(database_url, autocommit=True, connect_timeout=3) as conn:
-        conn.execute(f"DROP TABLE IF EXISTS {table}, {table}_circuit, {table}_circuit_events")
+        conn.execute(f"DROP TABLE IF EXISTS {table}, {table}_circuit, {table}_circuit_events, {table}_ratelimit")
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from limits.storage import storage_from_string
 from limits.strategies import FixedWindowRateLimiter
 
 from stabilizer.web.ratelimit import DatabaseStorage
+from tests.conftest import USER_TOKEN
 
 
 @pytest.fixture
@@ -154,3 +155,21 @@ def test_limit_holds_across_gunicorn_workers(request, tmp_path, fake, store):
     finally:
         assert server.stop() == 0
     assert statuses == [401] * 4 + [429] * 8
+
+
+def test_cli_clear_login_limits_lets_a_held_back_address_in(make_app):
+    app = make_app(LOGIN_RATE_LIMIT="1 per minute")
+    client = app.test_client()
+    assert client.post("/api/auth/login", json={"token": "wrong-token", "role": "user"}).status_code == 401
+    assert client.post("/api/auth/login", json={"token": USER_TOKEN, "role": "user"}).status_code == 429
+    result = app.test_cli_runner().invoke(args=["sessions", "clear-login-limits"])
+    assert result.exit_code == 0, result.output
+    assert result.output == "cleared 2 login rate-limit counters\n"  # the address and the wrong token
+    assert client.post("/api/auth/login", json={"token": USER_TOKEN, "role": "user"}).status_code == 200
+
+
+def test_cli_clear_login_limits_refuses_other_storage(make_app):
+    app = make_app(RATELIMIT_STORAGE_URI="memory://")
+    result = app.test_cli_runner().invoke(args=["sessions", "clear-login-limits"])
+    assert result.exit_code == 1
+    assert "memory://" in result.output
