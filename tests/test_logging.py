@@ -819,6 +819,9 @@ def test_pruner_continues_after_failure(monkeypatch, caplog):
                 raise StoreUnavailable("connection refused")
             return PruneResult(deleted=0, batches=0, skipped=False)
 
+        def ratelimit_prune(self) -> int:
+            return 0
+
     monkeypatch.setattr(sessions, "ERROR_PAUSE_SECONDS", 0.01)
     pruner = sessions.Pruner(FlakyDatabase(), interval=0.01)
     with caplog.at_level(logging.ERROR, logger="stabilizer.sessions"):
