@@ -145,7 +145,7 @@ def test_login_wrong_token_in_english_after_switching(pages, app):
     switched = pages.post("/language", {"lang": "en", "next": "/login"})
     assert switched.status_code == 302
     assert switched.headers["Location"] == "/login"
-    assert stored_session(app, pages.client)["lang"] == "en"
+    assert pages.client.get_cookie("stabilizer.lang").value == "en"
 
     response = pages.login("not-a-token")
     assert login_error(response) == "The token was not accepted by WUZAPI."
@@ -253,7 +253,7 @@ def test_logout_ends_login_and_keeps_language(user_pages, app):
     assert response.headers["Location"] == "/login"
     assert app.extensions["stabilizer"].database.session_get(hash_session_id(old_sid)) is None
     assert ("info", "You are logged out.") in user_pages.notices("/login")
-    assert stored_session(app, user_pages.client)["lang"] == "en"
+    assert user_pages.client.get_cookie("stabilizer.lang").value == "en"
     assert "user" not in stored_session(app, user_pages.client)
     assert user_pages.get("/").status_code == 302
 
@@ -551,10 +551,57 @@ def test_language_switch_translates_pages(user_pages):
     assert "Enviar uma mensagem de teste" in user_pages.text("/")
 
 
+def test_language_switch_needs_no_session(client, app):
+    """An anonymous visitor switches language without a CSRF token and without a session row."""
+    response = client.post("/language", data={"lang": "en", "next": "/status"})
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/status"
+    cookie = response.headers["Set-Cookie"]
+    assert cookie.startswith("stabilizer.lang=en;")
+    assert "HttpOnly" in cookie
+    assert "SameSite=Lax" in cookie
+    assert "Max-Age=31536000" in cookie
+    assert client.get_cookie(COOKIE_NAME) is None
+    assert app.extensions["stabilizer"].database.stats()["rows"] == 0
+    assert "Status" in client.get("/status").get_data(as_text=True)
+
+
+def test_anonymous_pages_create_no_session(client, app):
+    """Monitors that poll /status, or stray 404s, must not fill the session table."""
+    for path in ("/status", "/no-such-page", "/health", "/status?lang=en"):
+        response = client.get(path)
+        assert COOKIE_NAME not in response.headers.get("Set-Cookie", ""), path
+    assert app.extensions["stabilizer"].database.stats()["rows"] == 0
+
+
+def test_chosen_language_applies_to_error_answers(client):
+    """The choice holds where no session is read: 404 and 405 pages and API problem details."""
+    client.post("/language", data={"lang": "en"})
+    html = {"Accept": "text/html"}
+    assert "Page not found" in client.get("/no-such-page", headers=html).get_data(as_text=True)
+    assert "Method not allowed" in client.delete("/login", headers=html).get_data(as_text=True)
+    problem = client.post("/api/auth/login", json={}).get_json()
+    assert problem["detail"] == client.post("/api/auth/login", json={},
+                                            headers={"Accept-Language": "en"}).get_json()["detail"]
+    client.post("/language", data={"lang": "pt_BR"})
+    assert client.post("/api/auth/login", json={}).get_json()["detail"] != problem["detail"]
+
+
+def test_language_switch_works_while_store_down(client, app, monkeypatch):
+    def unavailable(*args, **kwargs):
+        raise StoreUnavailable("connection refused")
+
+    monkeypatch.setattr(app.extensions["stabilizer"].database, "session_get", unavailable)
+    client.set_cookie(COOKIE_NAME, "x" * 40)
+    response = client.post("/language", data={"lang": "en", "next": "/login"})
+    assert response.status_code == 302
+    assert client.get_cookie("stabilizer.lang").value == "en"
+
+
 def test_language_kept_across_login(pages, app):
     pages.post("/language", {"lang": "en"})
     pages.login()
-    assert stored_session(app, pages.client)["lang"] == "en"
+    assert "lang" not in stored_session(app, pages.client)  # the choice lives in its own cookie
     assert "Send a test message" in pages.text("/")
 
 

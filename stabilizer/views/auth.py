@@ -81,17 +81,11 @@ def verify_token(token: str, role: str) -> dict[str, Any]:
 
 
 def start_session(user: dict[str, Any], token: str) -> None:
-    """Log ``user`` in: clear the session, store the user and the encrypted token, rotate the id.
-
-    The chosen language is the one value kept across the login.
-    """
-    language = session.get("lang")
+    """Log ``user`` in: clear the session, store the user and the encrypted token, rotate the id."""
     session.clear()
     session["user"] = user
     session["token"] = runtime().secrets.encrypt(token)
     session["login_at"] = int(time.time())
-    if isinstance(language, str):
-        session["lang"] = language
     runtime().session_interface.regenerate(session)
 
 

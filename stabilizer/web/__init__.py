@@ -24,7 +24,7 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
     app.add_template_global(csrf_token_value)
 
-    security.init_csrf(app, exempt=(auth.bp, gateway.bp, health.bp))
+    security.init_csrf(app, exempt=(auth.bp, gateway.bp, health.bp, login.language))
     security.init_limiter(app, settings, LOGIN_ENDPOINTS, runtime.database)
     security.init_headers(app, https_only=settings.cookie_secure)
     errors.init_app(app)

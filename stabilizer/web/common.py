@@ -20,7 +20,7 @@ from flask import (
     session,
     url_for,
 )
-from flask_babel import get_locale, gettext, refresh
+from flask_babel import get_locale, gettext
 from flask_wtf.csrf import generate_csrf
 
 from ..db import StoreUnavailable
@@ -56,8 +56,7 @@ def store_unavailable() -> bool:
 def page_user() -> dict[str, Any] | None:
     """Return the logged-in user, or None for no login, an unreadable session or a store outage.
 
-    The first call loads the session row, so it also decides the page's language
-    (stabilizer.i18n reads ``session["lang"]`` only from a loaded session).
+    The first call loads the session row.
     """
     if store_unavailable():
         return None
@@ -181,7 +180,6 @@ def render_page(template: str, *, status: int = 200, headers: dict[str, str] | N
                 **context: Any) -> Response:
     """Render a page with what every page shows: the user, the notices, the language switch."""
     user = page_user()
-    refresh()  # the locale may have been chosen before the session (and its "lang") was loaded
     response = make_response(render_template(
         template,
         user=user,

@@ -109,10 +109,7 @@ def read_qr_code() -> tuple[str | None, str | None]:
 
 def end_login():
     """Log out after WUZAPI rejected the token, and send the browser to the login page."""
-    language = session.get("lang")
     session.clear()
-    if isinstance(language, str):
-        session["lang"] = language
     notify("error", gettext("WUZAPI no longer accepts this login. Log in again."))
     return redirect(url_for("web.login"))
 

@@ -9,7 +9,7 @@ from flask_babel import gettext
 
 from ..db import StoreUnavailable
 from ..errors import ApiError
-from ..i18n import LANGUAGES
+from ..i18n import LANGUAGES, remember_language
 from ..views.auth import parse_login, start_session, verify_token
 from ..views.common import runtime
 from .common import (
@@ -84,12 +84,9 @@ def login():
 
 @bp.post("/logout")
 def logout():
-    """End the login. The language choice survives in a session with a new id; the old row is deleted."""
+    """End the login. The logged-out notice lives in a session with a new id; the old row is deleted."""
     user = page_user()
-    language = session.get("lang")
     session.clear()
-    if isinstance(language, str):
-        session["lang"] = language
     notify("info", gettext("You are logged out."))
     runtime().session_interface.regenerate(session)
     if user is not None:
@@ -99,8 +96,14 @@ def logout():
 
 @bp.post("/language")
 def language():
+    """Remember the chosen language in its own cookie and go back to the page.
+
+    The form carries no CSRF token, so switching the language needs no session: the
+    worst a forged request can do is change the language of the pages.
+    """
     chosen = request.form.get("lang")
     if chosen not in LANGUAGES:
         abort(400)
-    session["lang"] = str(chosen)
-    return redirect(safe_next(request.form.get("next")) or url_for("web.home"))
+    response = redirect(safe_next(request.form.get("next")) or url_for("web.home"))
+    remember_language(response, str(chosen))
+    return response

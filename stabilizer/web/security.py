@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from flask import Blueprint, Flask, Response, request
@@ -26,11 +26,12 @@ CONTENT_SECURITY_POLICY = (
 HSTS = "max-age=31536000"  # one year
 
 
-def init_csrf(app: Flask, exempt: Iterable[Blueprint]) -> CSRFProtect:
-    """Require a CSRF token on every POST, PUT, PATCH and DELETE outside the ``exempt`` blueprints.
+def init_csrf(app: Flask, exempt: Iterable[Blueprint | Callable[..., Any]]) -> CSRFProtect:
+    """Require a CSRF token on every POST, PUT, PATCH and DELETE outside the ``exempt`` blueprints and views.
 
     The JSON API blueprints are exempt: they accept state changes only as application/json,
-    which a cross-site form cannot send.
+    which a cross-site form cannot send. So is the language switch, which changes nothing
+    but the language cookie.
     """
     # A CSRF token stays valid as long as the session that stores it, and login rotates both.
     app.config.setdefault("WTF_CSRF_TIME_LIMIT", None)
