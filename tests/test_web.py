@@ -788,3 +788,13 @@ def test_without_trusted_proxies_header_is_ignored(make_app):
                             headers={"X-Forwarded-For": f"203.0.113.{index}"}).status_code
                 for index in range(2)]
     assert statuses[1] == 429  # a forged header does not buy a fresh limit
+
+
+def test_status_numbers_use_the_page_language(client, app, monkeypatch):
+    from stabilizer.views import health
+
+    monkeypatch.setattr(health, "store_check",
+                        lambda: {"status": "pass", "backend": "sqlite", "observedValue": 1.5, "observedUnit": "ms"})
+    monkeypatch.setattr("stabilizer.web.status.store_check", health.store_check)
+    assert "1,5 ms" in client.get("/status").get_data(as_text=True)
+    assert "1.5 ms" in client.get("/status", headers={"Accept-Language": "en"}).get_data(as_text=True)
