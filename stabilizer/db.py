@@ -141,9 +141,25 @@ class PostgresDatabase(Database):
         elif statement_timeout_ms:
             kwargs["options"] = f"-c statement_timeout={statement_timeout_ms}"
         self.statement_timeout_ms = statement_timeout_ms
+        # Why the pool's last attempt to connect failed ("database does not exist"), so a
+        # pool timeout can say more than "no connection".
+        self.last_connect_error: str | None = None
+        database = self
+
+        class Connection(psycopg.Connection):  # type: ignore[type-arg]
+            @classmethod
+            def connect(cls, *args: Any, **options: Any) -> Any:
+                try:
+                    connection = super().connect(*args, **options)
+                except psycopg.Error as exc:
+                    database.last_connect_error = str(exc).strip() or exc.__class__.__name__
+                    raise
+                database.last_connect_error = None
+                return connection
+
         self.pool = ConnectionPool(
             url, min_size=min_size, max_size=max_size, timeout=timeout, kwargs=kwargs,
-            open=False, name="stabilizer-sessions", reconnect_timeout=0,
+            open=False, name="stabilizer-sessions", reconnect_timeout=0, connection_class=Connection,
         )
         self.pool.open(wait=False)
 
@@ -161,7 +177,9 @@ class PostgresDatabase(Database):
             with self.pool.connection(timeout=self.timeout) as conn:
                 yield conn
         except PoolTimeout as exc:
-            raise StoreUnavailable(f"no database connection within {self.timeout:g} s") from exc
+            reason = self.last_connect_error
+            message = f"no database connection within {self.timeout:g} s"
+            raise StoreUnavailable(f"{message}: {reason}" if reason else message) from exc
         except self._psycopg.OperationalError as exc:
             raise StoreUnavailable(str(exc).strip() or exc.__class__.__name__) from exc
 

@@ -140,3 +140,31 @@ def test_health_ready_recovers(proxied_app, proxy):
             break
         time.sleep(0.1)
     assert status == 200
+
+
+def test_unreachable_database_error_names_the_cause(pg_url, tmp_path):
+    """A pool timeout carries the reason of the last failed connection attempt."""
+
+    from stabilizer import create_app
+    from stabilizer.config import load_settings
+    from stabilizer.db import PostgresDatabase, StoreUnavailable
+
+    parts = urlsplit(pg_url)
+    missing = urlunsplit((parts.scheme, parts.netloc, "/stabilizer_test_no_such_database", "", ""))
+    database = PostgresDatabase(missing, "s_missing", min_size=1, max_size=1, timeout=1,
+                                statement_timeout_ms=1000, via_pooler=False)
+    try:
+        with pytest.raises(StoreUnavailable, match='database "stabilizer_test_no_such_database" does not exist'):
+            database.ping()
+    finally:
+        database.close()
+
+    settings = load_settings({"DATABASE_URL": missing, "SESSION_SECRET": "m" * 40, "DB_POOL_TIMEOUT": "1"},
+                             instance_path=tmp_path)
+    app = create_app(settings, instance_path=str(tmp_path), configure_logging=False)
+    try:
+        result = app.test_cli_runner().invoke(args=["sessions", "stats"])
+    finally:
+        app.extensions["stabilizer"].close()
+    assert result.exit_code == 1
+    assert "does not exist" in result.output
