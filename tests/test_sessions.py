@@ -54,7 +54,7 @@ def test_unmodified_authenticated_request_is_one_statement(auth, count_statement
     with count_statements() as counter:
         response = auth.client.get("/api/auth/status")
     assert response.get_json()["authenticated"] is True
-    assert counter.count == 1
+    assert counter.count == 1, counter.statements
     assert counter.writes == []
     assert "Set-Cookie" not in response.headers
 

@@ -69,6 +69,19 @@ def test_health_tells_same_state_on_every_worker(pair, fake):
     assert abs(states[0]["seconds_until_trial"] - states[1]["seconds_until_trial"]) < 1.5
 
 
+def test_gateway_call_reads_the_circuit_only_in_its_own_thread(make_app, fake):
+    """Without the refresher thread, a call reads the circuit inline; nothing lingers to query later."""
+    import threading
+
+    app = make_app()
+    breaker = app.extensions["stabilizer"].breaker
+    breaker._read_at -= 60  # a stale cache
+    assert breaker.seconds_until_trial() is None
+    assert not [thread for thread in threading.enumerate() if thread.name == "circuit-refresh-once"]
+    assert _gateway(app).status_code == 200
+    assert not [thread for thread in threading.enumerate() if thread.name == "circuit-refresh-once"]
+
+
 def test_one_trial_call_cluster_wide(make_app, fake):
     settings = dict(FAST, WUZAPI_CIRCUIT_RESET_TIMEOUT="300", WUZAPI_TIMEOUT="3000", WUZAPI_DEADLINE="5000")
     first = make_app(**settings)

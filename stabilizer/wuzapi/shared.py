@@ -289,10 +289,16 @@ class SharedCircuitBreaker:
         self.fallback.reset()
 
     def seconds_until_trial(self) -> float | None:
+        """Return the seconds the circuit stays open, from the cache as it is; never queries.
+
+        The client asks this before every call, so it must cost nothing. A stale cache
+        errs towards admitting the call, and :meth:`admit` then reads the row.
+        """
         if self.fallback_active:
             return self.fallback.seconds_until_trial()
-        row, age = self._cached(inline=False)
-        return self._remaining(row, age)
+        with self._lock:
+            row, read_at = self._row, self._read_at
+        return self._remaining(row, self._clock() - read_at)
 
     def snapshot(self) -> dict[str, Any]:
         if self.fallback_active:
