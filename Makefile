@@ -43,7 +43,7 @@ demo: venv translations ## Start a fake WUZAPI and the app together, and print a
 	trap 'kill $$fake 2>/dev/null' EXIT INT TERM; \
 	echo "Fake WUZAPI on http://127.0.0.1:$(DEMO_WUZAPI_PORT)"; \
 	echo "Log in at http://$${BIND:-127.0.0.1:8000}/login with the user token $(DEMO_USER_TOKEN) or the admin token $(DEMO_ADMIN_TOKEN)"; \
-	echo "  curl -c /tmp/stabilizer.cookies -H 'Content-Type: application/json' -d '{\"token\":\"$(DEMO_USER_TOKEN)\",\"role\":\"user\"}' http://$${BIND:-127.0.0.1:8000}/api/auth/login"; \
+	echo "  curl -c cookies.txt -H 'Content-Type: application/json' -d '{\"token\":\"$(DEMO_USER_TOKEN)\",\"role\":\"user\"}' http://$${BIND:-127.0.0.1:8000}/api/auth/login"; \
 	WUZAPI_BASE_URL=http://127.0.0.1:$(DEMO_WUZAPI_PORT) WUZAPI_ADMIN_TOKEN=$(DEMO_ADMIN_TOKEN) \
 		$(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
 

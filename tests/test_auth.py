@@ -76,6 +76,7 @@ def test_login_invalid_input(client):
     cases = [
         ({"role": "user"}, "o token está ausente"),
         ({"token": "", "role": "user"}, "o token está ausente"),
+        ({"token": 123, "role": "user"}, "o token deve ser um texto"),
         ({"token": "a b", "role": "user"}, "sem espaços"),
         ({"token": "x" * 513, "role": "user"}, "sem espaços"),
         ({"token": "abc", "role": "root"}, "o role deve ser user ou admin"),

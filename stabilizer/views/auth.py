@@ -28,6 +28,8 @@ def parse_login(payload: Any) -> tuple[str, str]:
         raise ApiError("invalid_input", reason=N_("expected a JSON object with token and role"))
     token = payload.get("token")
     role = payload.get("role", "user")
+    if token is not None and not isinstance(token, str):
+        raise ApiError("invalid_input", reason=N_("the token must be a string"))
     if not isinstance(token, str) or not token.strip():
         raise ApiError("invalid_input", reason=N_("the token is missing"))
     if len(token) > TOKEN_MAX_LENGTH or any(ch.isspace() or ord(ch) < 32 for ch in token):
