@@ -10,8 +10,10 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from stabilizer import logs
 from stabilizer.config import ConfigError, load_settings
 
+logs.configure_early()  # so that lines logged while loading the settings are formatted too
 try:
     _settings = load_settings()
 except ConfigError as error:

@@ -68,6 +68,8 @@ def create_app(settings: Any = None, *, background: bool = False, instance_path:
     app = Flask(__name__, instance_path=str(Path(instance_path or "instance").resolve()),
                 instance_relative_config=True)
     if settings is None:
+        if configure_logging:
+            logs.configure_early()  # loading the settings may already log
         try:
             settings = load_settings(instance_path=app.instance_path)
         except ConfigError as error:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import random
 import sqlite3
 import threading
@@ -494,6 +495,9 @@ class SqliteDatabase(_SqliteCircuit, Database):
         super().__init__(table)
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        # The sessions are for this service's eyes only; SQLite gives its -wal and -shm
+        # files the same mode as the database file.
+        os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
         self.busy_timeout_ms = busy_timeout_ms or 5000
         self._local = threading.local()
         # Each thread's connection with the lock held while it is in use: closing a

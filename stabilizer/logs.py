@@ -37,7 +37,7 @@ import uuid
 import weakref
 from collections import deque
 from datetime import datetime, timezone
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Mapping
 
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{8,128}$")
 
@@ -841,6 +841,20 @@ def configure(level: str = "info", fmt: str = "json") -> NonBlockingHandler:
         _handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
         logging.getLogger().setLevel(level.upper())
         return _handler
+
+
+def configure_early(environ: Mapping[str, str] | None = None) -> NonBlockingHandler:
+    """Configure logging from LOG_LEVEL and LOG_FORMAT before the settings are validated.
+
+    Loading the settings may already log (a generated development secret); this makes
+    those lines come out in the chosen format. Invalid values fall back to the defaults
+    here, and the settings report them.
+    """
+    environ = os.environ if environ is None else environ
+    level = environ.get("LOG_LEVEL", "").strip().lower()
+    fmt = environ.get("LOG_FORMAT", "").strip().lower()
+    return configure(level if level in ("debug", "info", "warning", "error") else "info",
+                     fmt if fmt in ("json", "text") else "json")
 
 
 def flush(timeout: float = DRAIN_TIMEOUT) -> None:

@@ -833,3 +833,23 @@ def test_pruner_continues_after_failure(monkeypatch, caplog):
     failures = [record for record in caplog.records if record.name == "stabilizer.sessions"]
     assert len(failures) == 1
     assert failures[0].exc_info[0] is StoreUnavailable
+
+
+def test_generated_secret_warning_uses_the_log_format(tmp_path):
+    """The first start logs the generated development secret in the configured format."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    script = ("from stabilizer import create_app; "
+              f"create_app(instance_path={str(tmp_path / 'instance')!r})")
+    environ = {"PATH": os.environ["PATH"], "PYTHONPATH": str(root), "WUZAPI_BASE_URL": "http://127.0.0.1:9",
+               "SQLITE_PATH": str(tmp_path / "s.sqlite3")}
+    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=environ,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stderr.splitlines() if line.strip()]
+    assert any("generated a development secret" in line["message"] for line in lines), result.stderr

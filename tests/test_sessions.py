@@ -533,3 +533,19 @@ def test_sqlite_new_file_opened_by_several_workers_at_once(tmp_path):
         for child in children:
             _, stderr = child.communicate(timeout=30)
             assert child.returncode == 0, stderr
+
+
+def test_sqlite_files_readable_by_owner_only(tmp_path):
+    import os
+    import stat
+
+    from stabilizer.db import SqliteDatabase
+
+    database = SqliteDatabase(tmp_path / "private.sqlite3", "s_private", busy_timeout_ms=1000)
+    database.migrate()
+    database.session_insert("sid", "{}", None, 60)
+    try:
+        for path in tmp_path.glob("private.sqlite3*"):
+            assert stat.S_IMODE(os.stat(path).st_mode) == 0o600, path
+    finally:
+        database.close()
