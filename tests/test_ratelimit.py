@@ -173,3 +173,16 @@ def test_cli_clear_login_limits_refuses_other_storage(make_app):
     result = app.test_cli_runner().invoke(args=["sessions", "clear-login-limits"])
     assert result.exit_code == 1
     assert "memory://" in result.output
+
+
+def test_missing_counter_table_falls_back_to_memory_and_says_why(make_app, caplog):
+    """An upgraded PostgreSQL without `flask sessions init-db` still limits logins, per process."""
+    app = make_app(LOGIN_RATE_LIMIT="2 per minute")
+    database = app.extensions["stabilizer"].database
+    database._run(lambda conn: conn.execute(f"DROP TABLE {database.table}_ratelimit"))
+    client = app.test_client()
+    statuses = [client.post("/api/auth/login", json={"token": "wrong-token", "role": "user"}).status_code
+                for _ in range(3)]
+    assert statuses == [401, 401, 429]
+    assert "cannot count login attempts in the session database" in caplog.text
+    assert "ratelimit" in caplog.text  # the missing table is named

@@ -7,6 +7,7 @@ server. Only the fixed-window strategy is supported, the one Stabilizer uses.
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -15,6 +16,8 @@ from limits.storage import Storage
 from ..db import Database, StoreUnavailable
 
 SCHEME = "database"
+
+logger = logging.getLogger(__name__)
 
 
 class DatabaseStorage(Storage):
@@ -39,7 +42,13 @@ class DatabaseStorage(Storage):
         return StoreUnavailable
 
     def incr(self, key: str, expiry: int, amount: int = 1) -> int:
-        return self.database.ratelimit_incr(key, expiry, amount)
+        try:
+            return self.database.ratelimit_incr(key, expiry, amount)
+        except StoreUnavailable as exc:
+            # Flask-Limiter logs only that it falls back to memory; this says why
+            # (a missing table after an upgrade asks for `flask sessions init-db`).
+            logger.warning("cannot count login attempts in the session database: %s", exc)
+            raise
 
     def get(self, key: str) -> int:
         return self.database.ratelimit_get(key)[0]
