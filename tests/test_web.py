@@ -710,7 +710,8 @@ def test_login_rate_limit_counts_in_memory_while_database_down(limited_app, monk
                 for _ in range(4)]
     assert statuses == [503, 503, 503, 429]
     assert "Rate limit storage unreachable" in caplog.text
-    assert "cannot count login attempts in the session database: connection refused" in caplog.text
+    assert "cannot count login attempts in the session database" in caplog.text
+    assert "connection refused" in caplog.text
 
 
 def test_login_rate_limit_memory_storage_counts_per_app(make_app):

@@ -45,9 +45,9 @@ class DatabaseStorage(Storage):
         try:
             return self.database.ratelimit_incr(key, expiry, amount)
         except StoreUnavailable as exc:
-            # Flask-Limiter logs only that it falls back to memory; this says why
-            # (a missing table after an upgrade asks for `flask sessions init-db`).
-            logger.warning("cannot count login attempts in the session database: %s", exc)
+            # Flask-Limiter logs only that it falls back to memory; this says why.
+            logger.warning("cannot count login attempts in the session database (after an upgrade,"
+                           " run `flask sessions init-db`): %s", exc)
             raise
 
     def get(self, key: str) -> int:
