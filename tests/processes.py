@@ -60,6 +60,35 @@ def stop_process(process: subprocess.Popen, sig: int = signal.SIGTERM, timeout: 
         return None
 
 
+READY_TIMEOUT = 20.0  # seconds for a started gunicorn to answer 200 on its readiness path
+READY_POLL_INTERVAL = 0.1  # seconds between readiness polls
+
+
+def wait_ready(process: subprocess.Popen, url: str, log_path: Path, *, timeout: float = READY_TIMEOUT) -> None:
+    """Poll ``url`` until it answers 200; fail the test if ``process`` exits first or ``timeout`` passes.
+
+    The kernel accepts a connection before a booting worker can read it, so a read
+    timeout means "not ready yet", like a refused connection. The failure message ends
+    with the tail of ``log_path``.
+    """
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"gunicorn exited with status {process.returncode} before it was ready\n{tail(log_path)}")
+        try:
+            # Connection: close, so no idle keep-alive connection slows a later stop.
+            response = requests.get(url, headers={"Connection": "close"}, timeout=2)
+        except requests.RequestException as exc:
+            last = exc.__class__.__name__
+        else:
+            if response.status_code == 200:
+                return
+            last = f"HTTP {response.status_code}: {response.text[:200]}"
+        time.sleep(READY_POLL_INTERVAL)
+    pytest.fail(f"gunicorn was not ready within {timeout:g} s (last: {last})\n{tail(log_path)}")
+
+
 class FakeWuzapiProcess:
     """``python -m tests.fake_wuzapi`` in its own process, with one user ``alice`` and an admin token.
 

@@ -12,14 +12,13 @@ import os
 import secrets
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import requests
 
 from tests.conftest import SECRET, assert_test_database
-from tests.processes import FakeWuzapiProcess, free_port, stop_process, tail
+from tests.processes import FakeWuzapiProcess, free_port, stop_process, tail, wait_ready
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -30,7 +29,6 @@ COOKIE_NAME = "wuzapi.sid"
 RESTARTS = 10
 
 READY_TIMEOUT = 15.0  # seconds to wait for GET /health/ready to return 200
-READY_POLL_INTERVAL = 0.1  # seconds between readiness polls
 EXIT_TIMEOUT = 20.0  # seconds a process gets to exit after SIGTERM before the test fails
 CLI_TIMEOUT = 30.0  # seconds for `flask sessions init-db`
 HTTP_TIMEOUT = 10.0  # seconds for one test request
@@ -73,25 +71,7 @@ class GunicornProcess:
         self.wait_ready()
 
     def wait_ready(self) -> None:
-        """Poll GET /health/ready until it returns 200, and fail after READY_TIMEOUT seconds."""
-        deadline = time.monotonic() + READY_TIMEOUT
-        last = "no answer"
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                pytest.fail(f"gunicorn exited with status {self.process.returncode} before it was ready\n"
-                            f"{tail(self.stderr_path)}")
-            try:
-                # Connection: close, so no idle keep-alive connection slows the next stop.
-                response = requests.get(self.url + "/health/ready", headers={"Connection": "close"}, timeout=1)
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                # Refused before gunicorn listens, timed out while the workers still boot.
-                last = exc.__class__.__name__
-            else:
-                if response.status_code == 200:
-                    return
-                last = f"HTTP {response.status_code}: {response.text[:200]}"
-            time.sleep(READY_POLL_INTERVAL)
-        pytest.fail(f"gunicorn was not ready within {READY_TIMEOUT:g} s (last: {last})\n{tail(self.stderr_path)}")
+        wait_ready(self.process, self.url + "/health/ready", self.stderr_path, timeout=READY_TIMEOUT)
 
     def stop(self) -> int | None:
         """Send SIGTERM to the master and return its exit status (negative when a signal ended it)."""

@@ -29,7 +29,7 @@ from typing import Callable
 import pytest
 import requests
 
-from tests.processes import FakeWuzapiProcess, free_port, stop_process
+from tests.processes import FakeWuzapiProcess, free_port, stop_process, wait_ready
 
 pytestmark = pytest.mark.e2e
 
@@ -213,27 +213,8 @@ class Gunicorn:
     def log(self, name: str = "stderr") -> str:
         return self.path(name).read_text(errors="replace") if self.path(name).exists() else ""
 
-    def failure_context(self) -> str:
-        return "\n".join(self.log("stderr").splitlines()[-30:])
-
     def wait_ready(self) -> None:
-        deadline = time.monotonic() + READY_TIMEOUT
-        last = "no answer"
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                pytest.fail(f"gunicorn exited with status {self.process.returncode} before it was ready\n"
-                            f"{self.failure_context()}")
-            try:
-                # The kernel accepts the connection before a booting worker can read it: a read
-                # timeout here means "not ready yet", like a refused connection.
-                response = requests.get(self.url + "/health/ready", headers={"Connection": "close"}, timeout=2)
-                if response.status_code == 200:
-                    return
-                last = f"HTTP {response.status_code}"
-            except requests.RequestException as exc:
-                last = exc.__class__.__name__
-            time.sleep(0.1)
-        pytest.fail(f"gunicorn was not ready within {READY_TIMEOUT:g} s (last: {last})\n{self.failure_context()}")
+        wait_ready(self.process, self.url + "/health/ready", self.path("stderr"), timeout=READY_TIMEOUT)
 
     def worker_pids(self) -> set[int]:
         """Return the pids of the master's children (the workers), read from /proc."""
