@@ -29,7 +29,7 @@ if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     os.environ["STABILIZER_OWNS_METRICS_DIR"] = "1"
 
 bind = [part.strip() for part in _settings.bind.split(",")]
-worker_class = "gthread"
+worker_class = "stabilizer.worker.StoppingThreadWorker"  # gthread, closing its listeners when it stops
 workers = _settings.web_concurrency
 threads = _settings.gunicorn_threads
 preload_app = False

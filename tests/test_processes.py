@@ -1,6 +1,6 @@
 """Logging, errors and shutdown in real processes: gunicorn and the fake WUZAPI as subprocesses.
 
-Each test starts its own gunicorn (2 gthread workers, 4 threads each, SQLite sessions)
+Each test starts its own gunicorn (2 gthread-based workers, 4 threads each, SQLite sessions)
 in front of the fake WUZAPI and talks HTTP to it on 127.0.0.1. Standard output and error
 go to files, to pipes whose read ends are closed, or to pipes that are never read. Every wait is
 bounded and every process is stopped through its Popen object at teardown.
@@ -615,6 +615,45 @@ def test_sigterm_finishes_slow_requests(gunicorn, fake):
                                                                        "its pools")]
     assert len(stopped) == WORKERS
     assert not any("Traceback" in entry["message"] or "exception" in entry for entry in entries)
+
+
+def test_new_connections_refused_once_sigterm_received(gunicorn, fake):
+    """While slow requests finish, a new connection is refused at once instead of reset later."""
+    import socket
+
+    server = gunicorn()
+    fake.set_fault(mode="latency", latency_ms=2000)
+    results: list[int | str] = []
+
+    def slow_call() -> None:
+        try:
+            results.append(requests.get(server.url + "/api/wuzapi/session/status", headers={"Token": USER_TOKEN},
+                                        timeout=HTTP_TIMEOUT).status_code)
+        except requests.RequestException as exc:
+            results.append(exc.__class__.__name__)
+
+    callers = [threading.Thread(target=slow_call, daemon=True) for _ in range(WORKERS)]
+    for caller in callers:
+        caller.start()
+    deadline = time.monotonic() + 10
+    while fake.received("/session/status") < WORKERS and time.monotonic() < deadline:
+        time.sleep(0.05)
+    server.process.send_signal(signal.SIGTERM)
+    time.sleep(0.3)  # the master and the workers handle the signal
+
+    refused = False
+    with socket.socket() as probe:
+        probe.settimeout(HTTP_TIMEOUT)
+        try:
+            probe.connect(("127.0.0.1", server.port))
+        except ConnectionRefusedError:
+            refused = True
+    assert refused, "a connection made after SIGTERM was accepted into a listen queue nobody serves"
+    assert server.process.poll() is None  # the slow requests are still running
+    for caller in callers:
+        caller.join(HTTP_TIMEOUT)
+    assert results == [200] * WORKERS
+    assert server.process.wait(EXIT_TIMEOUT) == 0
 
 
 def test_sighup_reload_drops_nothing(gunicorn):
