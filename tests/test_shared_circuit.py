@@ -226,6 +226,21 @@ def test_metrics_endpoint(make_app, fake):
     assert "stabilizer_wuzapi_call_duration_seconds_bucket" in text
 
 
+def test_retry_refused_by_the_circuit_is_not_counted(make_app, fake):
+    """The attempt that opens the circuit ends the call: one attempt, no retry, outcome "failed"."""
+    from stabilizer.wuzapi.metrics import instance_snapshot
+
+    app = make_app(WUZAPI_CIRCUIT_FAILURE_THRESHOLD="1", WUZAPI_MAX_RETRIES="3")
+    fake.set_fault(mode="proxy_502")
+    response = _gateway(app)
+    assert response.status_code == 503
+    assert response.headers["X-Upstream-Attempts"] == "1"
+    snapshot = instance_snapshot(app.extensions["stabilizer"].metrics)
+    assert (snapshot["attempts"], snapshot["retries"]) == (1, 0)
+    assert snapshot["calls"]["failed"] == 1
+    assert snapshot["calls"]["failed_after_retry"] == 0
+
+
 # The retry budget.
 
 class Clock:

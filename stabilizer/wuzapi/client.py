@@ -300,9 +300,9 @@ class WuzapiClient:
         return allowed
 
     def _before_sleep(self, state: tenacity.RetryCallState, call: _Call) -> None:
+        # A retry counts once it is sent (see _send): the circuit may still refuse it.
         wait = state.upcoming_sleep
-        call.retries += 1
-        self.metrics.retry(wait)
+        self.metrics.retry_wait(wait)
         logger.info("retrying WUZAPI %s %s after %s (attempt %d), waiting %.3f s", call.method, call.path,
                     state.outcome.exception(), call.attempts, wait)
 
@@ -323,8 +323,11 @@ class WuzapiClient:
         if remaining <= 0:
             raise DeadlineExceeded("WUZAPI_DEADLINE ran out before the next attempt", call.last_failure)
         timeout = (min(self.policy.connect_timeout, remaining), min(call.read_timeout, remaining))
+        retry = call.attempts > 0
         call.attempts += 1
-        self.metrics.attempt()
+        if retry:
+            call.retries += 1
+        self.metrics.attempt(retry)
 
         try:
             response = self.session.request(call.method, call.url, params=call.query, data=call.body,

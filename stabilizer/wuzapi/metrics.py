@@ -30,7 +30,7 @@ LATENCY_BUCKETS_MS = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 300
 
 CALLS = Counter("stabilizer_wuzapi_calls", "WUZAPI calls by outcome.", ["outcome"])
 ATTEMPTS = Counter("stabilizer_wuzapi_attempts", "HTTP attempts sent to WUZAPI, retries included.")
-RETRIES = Counter("stabilizer_wuzapi_retries", "Retries scheduled after a failed attempt.")
+RETRIES = Counter("stabilizer_wuzapi_retries", "Retries sent after a failed attempt.")
 RETRY_WAIT = Counter("stabilizer_wuzapi_retry_wait_seconds", "Seconds spent waiting before retries.")
 BUDGET_EXHAUSTED = Counter("stabilizer_wuzapi_retry_budget_exhausted",
                            "Retries skipped because the retry budget was spent.")
@@ -63,16 +63,19 @@ class CallMetrics:
         self.budget_remaining: float | None = None
         self.latency_counts = [0] * (len(LATENCY_BUCKETS_MS) + 1)
 
-    def attempt(self) -> None:
+    def attempt(self, retry: bool = False) -> None:
+        """Count one attempt sent to WUZAPI; ``retry`` when an earlier attempt of the call failed."""
         with self._lock:
             self.attempts += 1
+            if retry:
+                self.retries += 1
         ATTEMPTS.inc()
+        if retry:
+            RETRIES.inc()
 
-    def retry(self, wait_seconds: float) -> None:
+    def retry_wait(self, wait_seconds: float) -> None:
         with self._lock:
-            self.retries += 1
             self.retry_wait_seconds += wait_seconds
-        RETRIES.inc()
         RETRY_WAIT.inc(wait_seconds)
 
     def no_budget(self) -> None:
