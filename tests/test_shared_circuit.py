@@ -56,6 +56,24 @@ def test_circuit_opened_by_one_worker_fails_fast_everywhere(pair, fake):
     assert len(fake.requests()) == before
 
 
+def test_transition_log_follows_a_state_change_at_once(pair, fake):
+    """/health lists the newest transition as soon as the state it reports has changed."""
+    first, second = pair
+    for app in pair:
+        app.extensions["stabilizer"].breaker.refresh()
+    for _ in range(9):  # the periodic read of the log is now far away
+        second.extensions["stabilizer"].breaker.refresh()
+    fake.set_fault(mode="proxy_502")
+    for _ in range(2):
+        _gateway(first)
+    for app in pair:
+        breaker = app.extensions["stabilizer"].breaker
+        breaker.refresh()
+        snapshot = breaker.snapshot()
+        assert snapshot["state"] == "open"
+        assert (snapshot["transitions"][0]["from"], snapshot["transitions"][0]["to"]) == ("closed", "open")
+
+
 def test_health_tells_same_state_on_every_worker(pair, fake):
     first, second = pair
     fake.set_fault(mode="proxy_502")

@@ -71,6 +71,7 @@ class SharedCircuitBreaker:
         self._read_at = 0.0
         self._events: list[dict[str, Any]] = []
         self._refreshes = 0
+        self._events_stale = False
         self._pending_refresh: threading.Event | None = None
         self._consecutive_failures = 0  # this worker's, reset by any success
         self.fallback_active = False
@@ -96,10 +97,14 @@ class SharedCircuitBreaker:
         self.fallback_reason = str(error)
 
     def refresh(self) -> None:
-        """Read the row (and now and then the transition log) into the cache."""
+        """Read the row into the cache, and the transition log now and then or when the state changed."""
         try:
-            self._store(self.database.circuit_get(self.name))
-            if self._refreshes % EVENTS_EVERY == 0:
+            with self._lock:
+                previous = self._row.state if self._row is not None else None
+            row = self.database.circuit_get(self.name)
+            self._store(row)
+            if self._refreshes % EVENTS_EVERY == 0 or row.state != previous or self._events_stale:
+                self._events_stale = False
                 events = self.database.circuit_events(self.name, limit=20)
                 with self._lock:
                     self._events = events
@@ -179,6 +184,7 @@ class SharedCircuitBreaker:
         before, after, result = self.database.circuit_update(self.name, decide, self.worker)
         self._store(after)
         if after.state != before.state:
+            self._events_stale = True  # the next refresh reads the transition log
             log = logger.warning if after.state == OPEN else logger.info
             log("WUZAPI circuit %s -> %s (shared)", before.state, after.state)
             from .metrics import record_transition
