@@ -305,14 +305,15 @@ class PostgresDatabase(Database):
         row = self._run(lambda conn: self._execute(
             conn,
             "SELECT count(*), count(*) FILTER (WHERE expire > now()),"
+            " count(*) FILTER (WHERE expire > now() AND user_id IS NULL),"
             " count(DISTINCT user_id) FILTER (WHERE expire > now()),"
-            " min(created_at) FILTER (WHERE expire > now()),"
+            " min(created_at) FILTER (WHERE expire > now() AND user_id IS NOT NULL),"
             " pg_total_relation_size(%s::regclass)"
             " FROM {table}",
             (self.table,),
         ).fetchone())
-        return {"rows": row[0], "live": row[1], "expired": row[0] - row[1], "users": row[2],
-                "oldest_login": row[3].isoformat() if row[3] else None, "bytes": row[4]}
+        return {"rows": row[0], "live": row[1], "anonymous": row[2], "expired": row[0] - row[1], "users": row[3],
+                "oldest_login": row[4].isoformat() if row[4] else None, "bytes": row[5]}
 
     def revoke_user(self, user_id: str) -> int:
         return self._run(lambda conn: self._execute(
@@ -676,16 +677,17 @@ class SqliteDatabase(_SqliteCircuit, Database):
         row = self._run(lambda conn: self._execute(
             conn,
             f"SELECT count(*), sum(expire > {SQLITE_NOW}),"
+            f" sum(expire > {SQLITE_NOW} AND user_id IS NULL),"
             f" count(DISTINCT CASE WHEN expire > {SQLITE_NOW} THEN user_id END),"
-            f" min(CASE WHEN expire > {SQLITE_NOW} THEN created_at END)"
+            f" min(CASE WHEN expire > {SQLITE_NOW} AND user_id IS NOT NULL THEN created_at END)"
             " FROM {table}",
         ).fetchone())
         from datetime import datetime, timezone
 
-        oldest = datetime.fromtimestamp(row[3], timezone.utc).isoformat() if row[3] else None
+        oldest = datetime.fromtimestamp(row[4], timezone.utc).isoformat() if row[4] else None
         size = self.path.stat().st_size if self.path.exists() else 0
         live = row[1] or 0
-        return {"rows": row[0], "live": live, "expired": row[0] - live, "users": row[2],
+        return {"rows": row[0], "live": live, "anonymous": row[2] or 0, "expired": row[0] - live, "users": row[3],
                 "oldest_login": oldest, "bytes": size}
 
     def revoke_user(self, user_id: str) -> int:

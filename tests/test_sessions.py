@@ -549,3 +549,26 @@ def test_sqlite_files_readable_by_owner_only(tmp_path):
             assert stat.S_IMODE(os.stat(path).st_mode) == 0o600, path
     finally:
         database.close()
+
+
+def test_stats_keep_anonymous_sessions_apart(app, auth, database):
+    """A login-form visit leaves an anonymous row; it counts as live, not as a login."""
+    import json
+
+    from flask import session as flask_session
+
+    @app.get("/test/anonymous")
+    def anonymous():
+        flask_session["csrf_token"] = "x" * 40
+        return jsonify(ok=True)
+
+    from datetime import datetime, timedelta, timezone
+
+    app.test_client().get("/test/anonymous")
+    time.sleep(0.3)
+    before_login = datetime.now(timezone.utc)
+    auth.login()
+    stats = json.loads(app.test_cli_runner().invoke(args=["sessions", "stats"]).output)
+    assert (stats["live"], stats["anonymous"], stats["users"]) == (2, 1, 1)
+    # the login's time, not the earlier anonymous visit's (both clocks are this machine's)
+    assert datetime.fromisoformat(stats["oldest_login"]) > before_login - timedelta(seconds=0.1)

@@ -800,3 +800,10 @@ def test_status_numbers_use_the_page_language(client, app, monkeypatch):
     monkeypatch.setattr("stabilizer.web.status.store_check", health.store_check)
     assert "1,5 ms" in client.get("/status").get_data(as_text=True)
     assert "1.5 ms" in client.get("/status", headers={"Accept-Language": "en"}).get_data(as_text=True)
+
+
+def test_error_pages_are_not_cached(client):
+    html = {"Accept": "text/html"}
+    for response in (client.get("/no-such-page", headers=html), client.delete("/login", headers=html)):
+        assert response.status_code in (404, 405)
+        assert response.headers["Cache-Control"] == "no-store"

@@ -58,9 +58,14 @@ def page_message(status: int, code: str) -> str:
 
 def render_error(status: int, code: str, *, message: str | None = None,
                  headers: dict[str, str] | None = None) -> Response:
-    """Render the error page for ``status``; ``code`` is the problem code of stabilizer.errors."""
-    return render_page("error.html", status=status, headers=headers, title=page_title(status),
-                       message=message or page_message(status, code), request_id=g.get("request_id"))
+    """Render the error page for ``status``; ``code`` is the problem code of stabilizer.errors.
+
+    The page is never cached, like every page, even for addresses outside the blueprint.
+    """
+    response = render_page("error.html", status=status, headers=headers, title=page_title(status),
+                           message=message or page_message(status, code), request_id=g.get("request_id"))
+    response.headers.setdefault("Cache-Control", "no-store")
+    return response
 
 
 def error_page(status: int, code: str, message: str | None = None,
