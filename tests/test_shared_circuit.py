@@ -259,6 +259,16 @@ def test_retry_refused_by_the_circuit_is_not_counted(make_app, fake):
     assert snapshot["calls"]["failed_after_retry"] == 0
 
 
+def test_retry_refused_by_the_circuit_gives_its_budget_token_back(make_app, fake):
+    app = make_app(WUZAPI_CIRCUIT_FAILURE_THRESHOLD="1", WUZAPI_MAX_RETRIES="3",
+                   WUZAPI_RETRY_BUDGET_MIN_PER_SECOND="0")
+    budget = app.extensions["stabilizer"].client.budget
+    full = budget.remaining()
+    fake.set_fault(mode="proxy_502")
+    assert _gateway(app).status_code == 503
+    assert budget.remaining() == full  # the one token taken for the refused retry came back
+
+
 # The retry budget.
 
 class Clock:

@@ -52,6 +52,12 @@ class RetryBudget:
             self.exhausted += 1
             return False
 
+    def refund(self) -> None:
+        """Give back a token taken for a retry that was never sent."""
+        with self._lock:
+            self._refill_locked()
+            self._balance = min(self.burst, self._balance + 1.0)
+
     def remaining(self) -> float:
         with self._lock:
             self._refill_locked()

@@ -88,6 +88,7 @@ class _Call:
     safety: routes.Safety
     attempts: int = 0
     retries: int = 0
+    withdrawn: int = 0  # retry-budget tokens taken; more than ``retries`` when a retry was never sent
     last_failure: UpstreamFailure | None = field(default=None)
 
 
@@ -278,6 +279,9 @@ class WuzapiClient:
     def _finish(self, call: _Call, started: float, outcome: str) -> None:
         self.metrics.call_finished(outcome, time.monotonic() - started)
         if self.budget is not None:
+            # A retry the circuit refused, or that the deadline cut off, cost WUZAPI nothing.
+            for _ in range(call.withdrawn - call.retries):
+                self.budget.refund()
             self.metrics.budget(self.budget.remaining())
 
     @staticmethod
@@ -293,10 +297,12 @@ class WuzapiClient:
             allowed = call.safety.repeatable or not exc.sent
         else:
             return False  # CircuitOpen, DeadlineExceeded, anything unexpected
-        if allowed and self.budget is not None and not self.budget.try_withdraw():
-            self.metrics.no_budget()
-            logger.warning("retry budget spent; not retrying WUZAPI %s %s", call.method, call.path)
-            return False
+        if allowed and self.budget is not None:
+            if not self.budget.try_withdraw():
+                self.metrics.no_budget()
+                logger.warning("retry budget spent; not retrying WUZAPI %s %s", call.method, call.path)
+                return False
+            call.withdrawn += 1
         return allowed
 
     def _before_sleep(self, state: tenacity.RetryCallState, call: _Call) -> None:
