@@ -139,6 +139,20 @@ def test_stale_pass_reported_while_the_new_probe_is_young_then_fail():
     assert probe.check(wait)[0] is True
 
 
+def test_old_pass_not_reported_after_a_quiet_spell():
+    """Health checks seconds apart: a pass from the last check must not hide a store hung since."""
+    ping = _Ping()
+    probe, wait = _probe(ping)
+    assert probe.check(wait)[0] is True
+    time.sleep(probe.PASS_TTL + wait + 0.05)
+    ping.release.clear()
+    started = time.monotonic()
+    ok, _, error = probe.check(wait)
+    assert (ok, error.startswith("no answer for")) == (False, True)
+    assert time.monotonic() - started >= wait * 0.9  # it waited for the new probe instead
+    ping.release.set()
+
+
 def test_failed_probe_reported_with_its_error():
     ping = _Ping()
     ping.error = RuntimeError("connection refused")

@@ -31,15 +31,19 @@ PROBE_WAIT = 0.3  # seconds a store probe may run before the store counts as not
 class StoreProbe:
     """Run ``ping`` in a helper thread; at most one probe is in flight per process.
 
-    No health request waits long for the store. A passing result is reused for
-    ``PASS_TTL`` seconds, so a burst of health checks costs one query. Once it is older,
-    the next request starts a new probe and gives it ``RETRY_WAIT``, enough for a
-    healthy store. If the probe needs longer, the last result is reported until the
-    probe has run for ``PROBE_WAIT``; after that the store is reported as not answering.
-    A hung database therefore turns /health to "fail" within PASS_TTL + PROBE_WAIT,
-    and no request waits for it. Only while no probe has ever finished (a worker that
-    just started) does a request wait, until the first probe is PROBE_WAIT old at most.
-    :meth:`start` begins that first probe when the worker boots.
+    A passing result is reused for ``PASS_TTL`` seconds, so a burst of health checks
+    costs one query. Once it is older, the next request starts a new probe:
+
+    - while the last result is recent (finished less than PASS_TTL + PROBE_WAIT ago),
+      the request gives the probe ``RETRY_WAIT``, enough for a healthy store, and
+      otherwise reports the last result, until the probe has run for ``PROBE_WAIT``;
+    - with no recent result (a worker that just started, or health checks seconds
+      apart), the request waits for the probe, ``PROBE_WAIT`` at most.
+
+    After PROBE_WAIT the store is reported as not answering. Under steady health
+    checks a hung database turns /health to "fail" within PASS_TTL + PROBE_WAIT and no
+    request waits for it; a check after a quiet spell waits PROBE_WAIT at most and
+    never reports an old pass. :meth:`start` begins a first probe when the worker boots.
     """
 
     PASS_TTL = 0.5
@@ -87,15 +91,18 @@ class StoreProbe:
             if self._result[0] and now - self._finished < self.PASS_TTL:
                 return self._result
             done = self._probe(now)
+            started = self._started  # of the probe this request waits for, whatever starts later
             previous = self._result
-            finished_before = self._finished != float("-inf")
-            limit = min(wait, self.RETRY_WAIT) if finished_before else wait
-            remaining = limit - (now - self._started)
+            # The last result stands in for the probe in flight only while it is recent:
+            # an old pass must not hide a database that hung since.
+            recent = now - self._finished < self.PASS_TTL + wait
+            limit = min(wait, self.RETRY_WAIT) if recent else wait
+            remaining = limit - (now - started)
         if remaining > 0 and done.wait(remaining):
             with self._lock:
                 return self._result
-        running = self._clock() - self._started
-        if finished_before and running < wait:
+        running = self._clock() - started
+        if recent and running < wait:
             return previous  # the probe in flight is not overdue yet
         return False, running, f"no answer for {int(running * 1000)} ms"
 
