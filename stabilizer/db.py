@@ -498,7 +498,8 @@ class SqliteDatabase(_SqliteCircuit, Database):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # The sessions are for this service's eyes only; SQLite gives its -wal and -shm
         # files the same mode as the database file.
-        os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
+        if str(path) != ":memory:":
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
         self.busy_timeout_ms = busy_timeout_ms or 5000
         self._local = threading.local()
         # Each thread's connection with the lock held while it is in use: closing a
@@ -549,11 +550,11 @@ class SqliteDatabase(_SqliteCircuit, Database):
                 if "locked" not in str(exc) or time.monotonic() >= deadline:
                     raise
             else:
-                if mode == "wal":
-                    return
-                if time.monotonic() >= deadline:
+                if mode != "wal":
+                    # SQLite answered with the mode it keeps (storage without shared memory,
+                    # an in-memory database): asking again would not change it.
                     logger.warning("SQLite kept journal mode %s instead of WAL for %s", mode, self.path)
-                    return
+                return
             time.sleep(random.uniform(0.005, 0.05))
 
     def close(self, timeout: float = 5.0) -> None:

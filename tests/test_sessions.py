@@ -572,3 +572,16 @@ def test_stats_keep_anonymous_sessions_apart(app, auth, database):
     assert (stats["live"], stats["anonymous"], stats["users"]) == (2, 1, 1)
     # the login's time, not the earlier anonymous visit's (both clocks are this machine's)
     assert datetime.fromisoformat(stats["oldest_login"]) > before_login - timedelta(seconds=0.1)
+
+
+def test_sqlite_memory_database_opens_without_waiting(tmp_path, monkeypatch):
+    """SQLite keeps an in-memory database out of WAL mode; asking again would only waste the busy timeout."""
+    from stabilizer.db import SqliteDatabase
+
+    monkeypatch.chdir(tmp_path)
+    database = SqliteDatabase(":memory:", "s_memory", busy_timeout_ms=3000)
+    started = time.monotonic()
+    database.ping()
+    assert time.monotonic() - started < 2.5
+    database.close()
+    assert list(tmp_path.iterdir()) == []  # no stray file named ":memory:"

@@ -61,7 +61,7 @@ def test_transition_log_follows_a_state_change_at_once(pair, fake):
     first, second = pair
     for app in pair:
         app.extensions["stabilizer"].breaker.refresh()
-    for _ in range(9):  # the periodic read of the log is now far away
+    for _ in range(4):  # the next periodic read of the log is five refreshes away
         second.extensions["stabilizer"].breaker.refresh()
     fake.set_fault(mode="proxy_502")
     for _ in range(2):

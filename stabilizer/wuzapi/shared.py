@@ -104,10 +104,10 @@ class SharedCircuitBreaker:
             row = self.database.circuit_get(self.name)
             self._store(row)
             if self._refreshes % EVENTS_EVERY == 0 or row.state != previous or self._events_stale:
-                self._events_stale = False
                 events = self.database.circuit_events(self.name, limit=20)
                 with self._lock:
                     self._events = events
+                self._events_stale = False
             self._refreshes += 1
         except StoreUnavailable as exc:
             self._lost_database(exc)
