@@ -40,16 +40,21 @@ def init_db() -> None:
               help="Rows deleted per statement.")
 def prune(batch_size: int) -> None:
     """Delete expired sessions, in batches, and expired rate-limit counters now."""
-    database = _database()
+    runtime = current_app.extensions["stabilizer"]
     try:
-        result = database.prune(batch_size=batch_size)
-        counters = database.ratelimit_prune()
+        result = runtime.database.prune(batch_size=batch_size)
     except StoreUnavailable as exc:
         _fail(f"pruning failed: {exc}")
     if result.skipped:
         click.echo("another pruner holds the lock; no session deleted")
     else:
         click.echo(f"deleted {result.deleted} expired sessions in {result.batches} batches")
+    if runtime.settings.ratelimit_storage_uri != "database://":
+        return  # the login counters live elsewhere
+    try:
+        counters = runtime.database.ratelimit_prune()
+    except StoreUnavailable as exc:
+        _fail(f"pruning login rate-limit counters failed (does `flask sessions init-db` need to run?): {exc}")
     click.echo(f"deleted {counters} expired rate-limit counters")
 
 

@@ -136,7 +136,8 @@ def make_app(request, tmp_path, fake, backend):
         if runtime.database.backend == "postgresql":
             try:
                 table = runtime.database.table
-                runtime.database._run(lambda conn, table=table: conn.execute(f"DROP TABLE IF EXISTS {table}"))
+                runtime.database._run(lambda conn, table=table: conn.execute(
+                    f"DROP TABLE IF EXISTS {table}, {table}_circuit, {table}_circuit_events, {table}_ratelimit"))
             except Exception:  # noqa: BLE001 - a test may have broken the connection on purpose
                 pass
         runtime.close()

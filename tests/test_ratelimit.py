@@ -186,3 +186,31 @@ def test_missing_counter_table_falls_back_to_memory_and_says_why(make_app, caplo
     assert statuses == [401, 401, 429]
     assert "cannot count login attempts in the session database" in caplog.text
     assert "ratelimit" in caplog.text  # the missing table is named
+
+
+def test_prune_without_counter_table_still_prunes_sessions(make_app, caplog):
+    """After an upgrade without init-db, sessions are pruned and the counters only warn."""
+    app = make_app()
+    database = app.extensions["stabilizer"].database
+    database._run(lambda conn: conn.execute(f"DROP TABLE {database.table}_ratelimit"))
+    database.session_insert("old", "{}", None, 60)
+    database._run(lambda conn: conn.execute(f"UPDATE {database.table} SET expire = created_at"))
+
+    app.extensions["stabilizer"].pruner.run_once()
+    assert database.stats()["rows"] == 0
+    assert "could not prune login rate-limit counters" in caplog.text
+
+    result = app.test_cli_runner().invoke(args=["sessions", "prune"])
+    assert result.exit_code == 1
+    assert "deleted 0 expired sessions" in result.output
+    assert "init-db" in result.output
+
+
+def test_prune_leaves_counters_alone_with_other_storage(make_app):
+    app = make_app(RATELIMIT_STORAGE_URI="memory://")
+    database = app.extensions["stabilizer"].database
+    database._run(lambda conn: conn.execute(f"DROP TABLE {database.table}_ratelimit"))
+    assert app.extensions["stabilizer"].pruner.prune_counters is False
+    result = app.test_cli_runner().invoke(args=["sessions", "prune"])
+    assert result.exit_code == 0, result.output
+    assert "rate-limit" not in result.output

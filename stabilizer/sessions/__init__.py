@@ -9,7 +9,7 @@ from typing import Any
 
 from flask import Flask
 
-from ..db import Database
+from ..db import Database, StoreUnavailable
 from .interface import LazySession, SqlSessionInterface
 from .keys import SessionSecrets
 
@@ -30,10 +30,12 @@ class Pruner:
     means the thread is never started.
     """
 
-    def __init__(self, database: Database, interval: float, *, check_connections: bool = True):
+    def __init__(self, database: Database, interval: float, *, check_connections: bool = True,
+                 prune_counters: bool = True):
         self.database = database
         self.interval = interval
         self.check_connections = check_connections
+        self.prune_counters = prune_counters  # login rate-limit counters live in this database
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.runs = 0
@@ -65,9 +67,15 @@ class Pruner:
         self.runs += 1
         if result.deleted:
             logger.info("pruned %d expired sessions in %d batches", result.deleted, result.batches)
-        counters = self.database.ratelimit_prune()
-        if counters:
-            logger.debug("pruned %d expired rate-limit counters", counters)
+        if self.prune_counters:
+            try:
+                counters = self.database.ratelimit_prune()
+            except StoreUnavailable as exc:
+                # The sessions are pruned; the counters wait for `flask sessions init-db` or the database.
+                logger.warning("could not prune login rate-limit counters: %s", exc)
+            else:
+                if counters:
+                    logger.debug("pruned %d expired rate-limit counters", counters)
         return result
 
 
