@@ -192,10 +192,12 @@ def scenario_database_stalled(fake: FakeWuzapi, workdir: Path, pg_url: str, quic
                        "WEB_CONCURRENCY": "2", "GUNICORN_THREADS": "4", "DB_POOL_TIMEOUT": "2"},
                       workdir / "gunicorn-stall.log")
     try:
-        # Every worker boots, reads the circuit and probes the store before the stall; a
-        # database that hangs while a worker boots costs that worker's first answer up to
-        # PROBE_WAIT plus the circuit's first read, which tests/test_store_outage.py covers.
+        # Every worker boots, reads the circuit and probes the store, then /health is checked
+        # steadily, as a load balancer does, when the database stalls. A check after a quiet
+        # spell, or on a worker booting during the stall, waits for a new probe instead (up
+        # to PROBE_WAIT, 300 ms), which tests/test_store_outage.py and test_health.py cover.
         time.sleep(2.0)
+        measure(server.url + "/health", seconds=1)
         proxy.mode = "blackhole"
         proxy.cut()
         return {"health_database_stalled": measure(server.url + "/health", quick=quick)}
@@ -423,9 +425,10 @@ def render(results: dict) -> str:
         "  the same rounds as the floor of any answer from this server on this machine. Without the",
         "  breaker each call waits for the read timeout.",
         "- /health with PostgreSQL stalled: the server runs for 2 s, so every worker has booted",
-        "  and probed the store, then a TCP proxy in front of PostgreSQL stops forwarding. No",
-        "  request waits for the hung probe: the last result is reported until the probe has run",
-        "  300 ms, then \"no answer\".",
+        "  and probed the store, and /health is loaded for 1 s; then a TCP proxy in front of",
+        "  PostgreSQL stops forwarding and the load goes on. Under such steady checks no request",
+        "  waits for the hung probe: the last result is reported until the probe has run 300 ms,",
+        "  then \"no answer\". A check after a quiet spell waits for the new probe, 300 ms at most.",
         "- Overhead: the same `GET /session/status` against the fake, alternating batches of bare",
         "  `requests` calls and `WuzapiClient.call` (shared circuit on SQLite, retry budget).",
         "- Throughput: one logged-in cookie, 8 connections against gunicorn (2 workers × 4 threads),",
