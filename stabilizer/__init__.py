@@ -106,8 +106,7 @@ def create_app(settings: Any = None, *, background: bool = False, instance_path:
     client, breaker, metrics = build_client(settings, database)
 
     # The pruner also deletes expired login counters when they live in the session database.
-    pruner = Pruner(database, settings.session_prune_interval,
-                    prune_counters=settings.ratelimit_storage_uri == "database://")
+    pruner = Pruner(database, settings.session_prune_interval, prune_counters=settings.ratelimit_in_database)
     runtime = Runtime(
         settings=settings, database=database, session_interface=interface, secrets=interface.secrets,
         client=client, breaker=breaker, metrics=metrics, pruner=pruner, store_probe=StoreProbe(database.ping),

@@ -49,7 +49,7 @@ def prune(batch_size: int) -> None:
         click.echo("another pruner holds the lock; no session deleted")
     else:
         click.echo(f"deleted {result.deleted} expired sessions in {result.batches} batches")
-    if runtime.settings.ratelimit_storage_uri != "database://":
+    if not runtime.settings.ratelimit_in_database:
         return  # the login counters live elsewhere
     try:
         counters = runtime.database.ratelimit_prune()
@@ -86,7 +86,7 @@ def revoke(user_id: str | None, revoke_all: bool) -> None:
 def clear_login_limits() -> None:
     """Forget every login attempt counted so far, so that no address or token is held back."""
     runtime = current_app.extensions["stabilizer"]
-    if runtime.settings.ratelimit_storage_uri != "database://":
+    if not runtime.settings.ratelimit_in_database:
         _fail(f"login attempts are counted in {runtime.settings.ratelimit_storage_uri}, not in the session"
               " database; restarting the service clears memory://")
     try:

@@ -16,6 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
+from .logs import LOG_FORMATS, LOG_LEVELS
+
+RATELIMIT_IN_DATABASE = "database://"  # RATELIMIT_STORAGE_URI for counters in the session database
+
 logger = logging.getLogger(__name__)
 
 SECRET_MIN_LENGTH = 32
@@ -88,12 +92,17 @@ class Settings:
     bind: str
     instance_path: Path = field(default=Path("instance"))
     login_rate_limit: str | None = "10 per minute"
-    ratelimit_storage_uri: str = "database://"
+    ratelimit_storage_uri: str = RATELIMIT_IN_DATABASE
     trusted_proxies: int = 0
 
     @property
     def production(self) -> bool:
         return self.env == "production"
+
+    @property
+    def ratelimit_in_database(self) -> bool:
+        """Whether the login counters live in the session database (and are pruned with it)."""
+        return self.ratelimit_storage_uri == RATELIMIT_IN_DATABASE
 
     @property
     def database_backend(self) -> str:
@@ -269,8 +278,8 @@ def load_settings(environ: dict[str, str] | None = None, instance_path: Path | s
         wuzapi_circuit_failure_threshold=read.integer("WUZAPI_CIRCUIT_FAILURE_THRESHOLD", 5, minimum=1),
         wuzapi_circuit_reset_timeout_ms=read.integer("WUZAPI_CIRCUIT_RESET_TIMEOUT", 30000, minimum=1),
         wuzapi_circuit_success_threshold=read.integer("WUZAPI_CIRCUIT_SUCCESS_THRESHOLD", 2, minimum=1),
-        log_level=read.choice("LOG_LEVEL", "info", ("debug", "info", "warning", "error")),
-        log_format=read.choice("LOG_FORMAT", "json", ("json", "text")),
+        log_level=read.choice("LOG_LEVEL", "info", LOG_LEVELS),
+        log_format=read.choice("LOG_FORMAT", "json", LOG_FORMATS),
         gunicorn_threads=read.integer("GUNICORN_THREADS", 4, minimum=1, maximum=256),
         web_concurrency=read.integer("WEB_CONCURRENCY", 2, minimum=1, maximum=64),
         bind=_bind(read),
@@ -305,8 +314,8 @@ def _ratelimit_storage_uri(read: _Reader) -> str:
     """
     from limits.storage import SCHEMES
 
-    value = read.text("RATELIMIT_STORAGE_URI", "database://")
-    if value == "database://":
+    value = read.text("RATELIMIT_STORAGE_URI", RATELIMIT_IN_DATABASE)
+    if value == RATELIMIT_IN_DATABASE:
         return value
     scheme, separator, _ = value.partition("://")
     if not separator or scheme not in SCHEMES or scheme == "database" or scheme.startswith("async+"):

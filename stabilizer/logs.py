@@ -51,6 +51,8 @@ REPEAT_WINDOW = 60.0  # seconds of one rate-limiting window
 REPEAT_BURST = 10  # identical warnings or errors written per window; later ones are counted
 REPEAT_MAX_KEYS = 1000  # distinct (logger, level, template) keys tracked at once
 PARTIAL_LINE_MAX = 65536  # characters of an unfinished line kept per thread before it is queued as is
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("json", "text")
 SHORT_SECRET = 8  # shorter values are masked only next to their key, never by value alone
 MAX_BODY_SCAN = 65536  # bytes: larger JSON request bodies are not searched for secrets
 
@@ -853,8 +855,7 @@ def configure_early(environ: Mapping[str, str] | None = None) -> NonBlockingHand
     environ = os.environ if environ is None else environ
     level = environ.get("LOG_LEVEL", "").strip().lower()
     fmt = environ.get("LOG_FORMAT", "").strip().lower()
-    return configure(level if level in ("debug", "info", "warning", "error") else "info",
-                     fmt if fmt in ("json", "text") else "json")
+    return configure(level if level in LOG_LEVELS else "info", fmt if fmt in LOG_FORMATS else "json")
 
 
 def flush(timeout: float = DRAIN_TIMEOUT) -> None:

@@ -12,7 +12,7 @@ from flask_limiter.util import get_remote_address
 from flask_wtf.csrf import CSRFProtect
 
 from ..db import Database
-from . import ratelimit
+from . import ratelimit  # noqa: F401 - registers the database:// storage with the limits package
 
 # No inline scripts or styles anywhere; the QR code is a data: PNG URL.
 CONTENT_SECURITY_POLICY = (
@@ -68,7 +68,7 @@ def init_limiter(app: Flask, settings: Any, login_endpoints: Iterable[str], data
     # (werkzeug's ProxyFix, installed by create_app).
     # When the store is unreachable, each process counts in its own memory rather than failing logins.
     uri = settings.ratelimit_storage_uri
-    options = {"database": database} if uri == f"{ratelimit.SCHEME}://" else {}
+    options = {"database": database} if settings.ratelimit_in_database else {}
     limiter = Limiter(get_remote_address, storage_uri=uri, storage_options=options, strategy="fixed-window",
                       key_prefix="stabilizer", in_memory_fallback_enabled=True)
     limiter.init_app(app)
