@@ -535,9 +535,9 @@ class SqliteDatabase(_SqliteCircuit, Database):
         """Put the file in WAL mode unless it already is.
 
         The mode is stored in the file, so only the first connection to a new file
-        changes it. That change needs the file to itself, and SQLite reports "database
-        is locked" at once, without waiting out the busy timeout, when several workers
-        open a new file together; this retries until the busy timeout has passed.
+        changes it. That change needs the file to itself. When several workers open a
+        new file together, SQLite reports "database is locked" at once, without waiting
+        out the busy timeout, so this retries until the busy timeout has passed.
         """
         deadline = time.monotonic() + self.busy_timeout_ms / 1000
         while True:

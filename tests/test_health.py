@@ -118,7 +118,7 @@ def test_first_probe_waits_at_most_the_probe_wait():
     ping.release.set()
 
 
-def test_stale_pass_reported_while_the_new_probe_is_young_then_fail():
+def test_probe_stale_pass_then_fail():
     ping = _Ping()
     probe, wait = _probe(ping)
     assert probe.check(wait)[0] is True
@@ -139,7 +139,7 @@ def test_stale_pass_reported_while_the_new_probe_is_young_then_fail():
     assert probe.check(wait)[0] is True
 
 
-def test_old_pass_not_reported_after_a_quiet_spell():
+def test_probe_after_quiet_spell():
     """Health checks seconds apart: a pass from the last check must not hide a store hung since."""
     ping = _Ping()
     probe, wait = _probe(ping)

@@ -29,6 +29,10 @@ def _age_counters(database, seconds):
     database._run(lambda conn: conn.execute(sql, (seconds,)))
 
 
+def _counter_rows(database) -> int:
+    return database._run(lambda conn: conn.execute(f"SELECT count(*) FROM {database.table}_ratelimit").fetchone()[0])
+
+
 def test_storage_needs_the_database():
     with pytest.raises(ValueError, match="session database"):
         storage_from_string("database://")
@@ -94,8 +98,7 @@ def test_pruner_deletes_expired_counters(storage, database, app):
     _age_counters(database, 1)
     storage.incr("live", 60)  # starts a new window that ends in a minute
     app.extensions["stabilizer"].pruner.run_once()
-    count = database._run(lambda conn: conn.execute(
-        f"SELECT count(*) FROM {database.table}_ratelimit").fetchone()[0])
+    count = _counter_rows(database)
     assert count == 1
     assert storage.get("live") == 1
 
@@ -106,8 +109,7 @@ def test_cli_prune_deletes_expired_counters(storage, database, runner):
     result = runner.invoke(args=["sessions", "prune"])
     assert result.exit_code == 0, result.output
     assert "1 expired rate-limit counters" in result.output
-    count = database._run(lambda conn: conn.execute(
-        f"SELECT count(*) FROM {database.table}_ratelimit").fetchone()[0])
+    count = _counter_rows(database)
     assert count == 0
 
 
@@ -157,7 +159,7 @@ def test_limit_holds_across_gunicorn_workers(request, tmp_path, fake, store):
     assert statuses == [401] * 4 + [429] * 8
 
 
-def test_cli_clear_login_limits_lets_a_held_back_address_in(make_app):
+def test_clear_login_limits_unblocks_address(make_app):
     app = make_app(LOGIN_RATE_LIMIT="1 per minute")
     client = app.test_client()
     assert client.post("/api/auth/login", json={"token": "wrong-token", "role": "user"}).status_code == 401
@@ -168,14 +170,14 @@ def test_cli_clear_login_limits_lets_a_held_back_address_in(make_app):
     assert client.post("/api/auth/login", json={"token": USER_TOKEN, "role": "user"}).status_code == 200
 
 
-def test_cli_clear_login_limits_refuses_other_storage(make_app):
+def test_clear_login_limits_other_storage(make_app):
     app = make_app(RATELIMIT_STORAGE_URI="memory://")
     result = app.test_cli_runner().invoke(args=["sessions", "clear-login-limits"])
     assert result.exit_code == 1
     assert "memory://" in result.output
 
 
-def test_missing_counter_table_falls_back_to_memory_and_says_why(make_app, caplog):
+def test_missing_counter_table_falls_back(make_app, caplog):
     """An upgraded PostgreSQL without `flask sessions init-db` still limits logins, per process."""
     app = make_app(LOGIN_RATE_LIMIT="2 per minute")
     database = app.extensions["stabilizer"].database
@@ -188,7 +190,7 @@ def test_missing_counter_table_falls_back_to_memory_and_says_why(make_app, caplo
     assert "ratelimit" in caplog.text  # the missing table is named
 
 
-def test_prune_without_counter_table_still_prunes_sessions(make_app, caplog):
+def test_prune_without_counter_table(make_app, caplog):
     """After an upgrade without init-db, sessions are pruned and the counters only warn."""
     app = make_app()
     database = app.extensions["stabilizer"].database
@@ -206,7 +208,7 @@ def test_prune_without_counter_table_still_prunes_sessions(make_app, caplog):
     assert "init-db" in result.output
 
 
-def test_prune_leaves_counters_alone_with_other_storage(make_app):
+def test_prune_skips_counters_elsewhere(make_app):
     app = make_app(RATELIMIT_STORAGE_URI="memory://")
     database = app.extensions["stabilizer"].database
     database._run(lambda conn: conn.execute(f"DROP TABLE {database.table}_ratelimit"))

@@ -513,7 +513,7 @@ database.close()
 """
 
 
-def test_sqlite_new_file_opened_by_several_workers_at_once(tmp_path):
+def test_sqlite_new_file_concurrent_open(tmp_path):
     """gunicorn workers booting together on a new SQLite file must all open it.
 
     Switching a new file to WAL needs it to itself, and SQLite answers the losers
@@ -574,7 +574,7 @@ def test_stats_keep_anonymous_sessions_apart(app, auth, database):
     assert datetime.fromisoformat(stats["oldest_login"]) > before_login - timedelta(seconds=0.1)
 
 
-def test_sqlite_memory_database_opens_without_waiting(tmp_path, monkeypatch):
+def test_sqlite_memory_database_opens_quickly(tmp_path, monkeypatch):
     """SQLite keeps an in-memory database out of WAL mode; asking again would only waste the busy timeout."""
     from stabilizer.db import SqliteDatabase
 

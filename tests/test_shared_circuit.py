@@ -56,7 +56,7 @@ def test_circuit_opened_by_one_worker_fails_fast_everywhere(pair, fake):
     assert len(fake.requests()) == before
 
 
-def test_transition_log_follows_a_state_change_at_once(pair, fake):
+def test_transition_log_follows_state(pair, fake):
     """/health lists the newest transition as soon as the state it reports has changed."""
     first, second = pair
     for app in pair:
@@ -87,7 +87,7 @@ def test_health_tells_same_state_on_every_worker(pair, fake):
     assert abs(states[0]["seconds_until_trial"] - states[1]["seconds_until_trial"]) < 1.5
 
 
-def test_gateway_call_reads_the_circuit_only_in_its_own_thread(make_app, fake):
+def test_call_reads_circuit_inline(make_app, fake):
     """Without the refresher thread, a call reads the circuit inline; nothing lingers to query later."""
     import threading
 
@@ -244,7 +244,7 @@ def test_metrics_endpoint(make_app, fake):
     assert "stabilizer_wuzapi_call_duration_seconds_bucket" in text
 
 
-def test_retry_refused_by_the_circuit_is_not_counted(make_app, fake):
+def test_refused_retry_not_counted(make_app, fake):
     """The attempt that opens the circuit ends the call: one attempt, no retry, outcome "failed"."""
     from stabilizer.wuzapi.metrics import instance_snapshot
 
@@ -259,7 +259,7 @@ def test_retry_refused_by_the_circuit_is_not_counted(make_app, fake):
     assert snapshot["calls"]["failed_after_retry"] == 0
 
 
-def test_retry_refused_by_the_circuit_gives_its_budget_token_back(make_app, fake):
+def test_refused_retry_refunds_budget(make_app, fake):
     app = make_app(WUZAPI_CIRCUIT_FAILURE_THRESHOLD="1", WUZAPI_MAX_RETRIES="3",
                    WUZAPI_RETRY_BUDGET_MIN_PER_SECOND="0")
     budget = app.extensions["stabilizer"].client.budget

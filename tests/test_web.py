@@ -574,8 +574,8 @@ def test_anonymous_pages_create_no_session(client, app):
     assert app.extensions["stabilizer"].database.stats()["rows"] == 0
 
 
-def test_chosen_language_applies_to_error_answers(client):
-    """The choice holds where no session is read: 404 and 405 pages and API problem details."""
+def test_language_applies_to_errors(client):
+    """The choice applies where no session is read: 404 and 405 pages and API problem details."""
     client.post("/language", data={"lang": "en"})
     html = {"Accept": "text/html"}
     assert "Page not found" in client.get("/no-such-page", headers=html).get_data(as_text=True)
@@ -686,7 +686,7 @@ def test_login_rate_limited_per_token(limited_app):
                        environ_base=other_address).status_code == 200
 
 
-def test_login_rate_limit_shared_by_apps_on_one_database(make_app):
+def test_login_limit_shared_across_apps(make_app):
     """Two workers (or instances) on one session database count the same attempts."""
     first = make_app(LOGIN_RATE_LIMIT="3 per minute", SESSION_TABLE="s_shared_limit")
     second = make_app(LOGIN_RATE_LIMIT="3 per minute", SESSION_TABLE="s_shared_limit")
@@ -696,7 +696,7 @@ def test_login_rate_limit_shared_by_apps_on_one_database(make_app):
     assert statuses == [401, 401, 401, 429, 429]
 
 
-def test_login_rate_limit_counts_in_memory_while_database_down(limited_app, monkeypatch, caplog):
+def test_login_limit_memory_fallback(limited_app, monkeypatch, caplog):
     """With the session database unreachable, the limit still holds, counted by the process."""
     database = limited_app.extensions["stabilizer"].database
 
@@ -714,7 +714,7 @@ def test_login_rate_limit_counts_in_memory_while_database_down(limited_app, monk
     assert "connection refused" in caplog.text
 
 
-def test_login_rate_limit_memory_storage_counts_per_app(make_app):
+def test_login_limit_memory_per_app(make_app):
     """memory:// keeps counters in the process: a second app starts from zero."""
     apps = [make_app(LOGIN_RATE_LIMIT="1 per minute", RATELIMIT_STORAGE_URI="memory://",
                      SESSION_TABLE="s_memory_limit") for _ in range(2)]
